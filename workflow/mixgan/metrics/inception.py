@@ -1,0 +1,96 @@
+"""Inception-v3 pool features through clean-fid's "clean" pipeline.
+
+Images are resized to 299² with clean-fid's PIL bicubic float resizer and fed to clean-fid's
+``InceptionV3W`` wrapper of the provisioned TorchScript network. Features are cached as
+``.npz`` (float32, N x 2048) with the image names and the weights record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixgan.data.imagezip import image_names
+from mixgan.io import atomic_path
+from mixgan.metrics.weights import verified_record
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+class InceptionFeatures:
+    """The provisioned Inception network, loaded once, applied to zips or arrays."""
+
+    def __init__(self, weights_path: str | Path, device: str = "auto", batch_size: int = 64):
+        from cleanfid.inception_torchscript import InceptionV3W
+        from cleanfid.resize import build_resizer
+
+        self.record = verified_record(weights_path)
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = InceptionV3W(
+                str(Path(weights_path).parent), download=False, resize_inside=False
+            )
+        self.model = model.to(self.device).eval()
+        self.resize = build_resizer("clean")
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """[0, 255] NCHW 299² float -> N x 2048 (clean-fid's feature function signature)."""
+        # channels_last is about 1.5x faster on CPU and changes features by < 1e-5.
+        return self.model(batch.to(self.device).contiguous(memory_format=torch.channels_last))
+
+    def of_zip(
+        self, zip_path: str | Path, names: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Features of the named images of a zip (all by default), in sorted name order."""
+        from cleanfid.fid import get_files_features
+
+        names = sorted(names) if names is not None else image_names(zip_path)
+        workers = 0 if len(names) < 2000 else min(8, os.cpu_count() or 1)
+        feats = get_files_features(
+            list(names),
+            model=self,
+            num_workers=workers,
+            batch_size=self.batch_size,
+            device=self.device,
+            mode="clean",
+            fdir=str(zip_path),
+            verbose=False,
+        )
+        return feats.astype(np.float32), list(names)
+
+    @torch.no_grad()
+    def of_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Features of NHWC uint8 images, resized exactly as clean-fid resizes files."""
+        feats = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [
+                self.resize(image).transpose(2, 0, 1)
+                for image in images[start : start + self.batch_size]
+            ]
+            feats.append(self(torch.from_numpy(np.stack(chunk))).cpu().numpy())
+        return np.concatenate(feats).astype(np.float32)
+
+
+def save_features(
+    path: str | Path, features: np.ndarray, names: Sequence[str], meta: dict[str, Any]
+) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, features=features, names=np.array(names), meta=json.dumps(meta))
+
+
+def load_features(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    with np.load(path, allow_pickle=False) as data:
+        return data["features"], json.loads(str(data["meta"]))

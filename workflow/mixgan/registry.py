@@ -1,0 +1,87 @@
+"""What this version of the code implements, by config name.
+
+The config schema accepts every architecture, part, metric and layout of the three papers;
+the study expansion marks the runs and table cells that need something listed here as
+missing as *pending* (shown as "—" with a footnote, never trained or faked). This module is
+deliberately import-light (no torch) because the Snakefile reads it while building the DAG;
+``tests/test_registry.py`` checks it against the real code registries so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: backbone ``arch`` -> tasks its trainer implements.
+TRAINERS: dict[str, frozenset[str]] = {
+    "stylegan2": frozenset({"unconditional", "few_shot"}),
+}
+
+#: part ``kind``s the GAN training loop implements.
+PARTS: frozenset[str] = frozenset({"diffaug", "scoremix"})
+
+#: metrics with an implementation in ``mixgan.metrics``.
+METRICS: frozenset[str] = frozenset({"fid", "kid"})
+
+#: metrics computed against a reference image set (full dataset or training subset).
+REFERENCE_METRICS: frozenset[str] = frozenset({"fid", "kid", "sfid", "precision", "recall"})
+
+#: every metric name a table may ask for (STUDY.md section D and the papers' tables).
+KNOWN_METRICS: frozenset[str] = frozenset(
+    {
+        "fid", "kid", "is", "lpips", "sifid", "sfid", "precision", "recall",
+        "ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end",
+        "fid_latent", "fid_reference", "lpips_latent", "lpips_reference",
+        "rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy",
+        "memorization_distance", "distinct_neighbours", "sifid_win_rate", "gpu_hours",
+    }
+)  # fmt: skip
+
+#: dataset formats ``mixgan.data.prepare`` reads.
+DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
+
+TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
+FIGURE_KINDS: frozenset[str] = frozenset({"training_curve", "sample_grid"})
+
+
+def part_pending(part: dict[str, Any]) -> str | None:
+    """Why a configured part cannot run yet, or ``None`` when it can."""
+    if part["kind"] not in PARTS:
+        return f"part kind '{part['kind']}' is not implemented yet"
+    if part["kind"] == "scoremix" and part.get("mu") == "growing":
+        return "ScoreMix with growing mu (online mode) is not implemented yet"
+    return None
+
+
+def backbone_pending(backbone: dict[str, Any]) -> str | None:
+    """Why a configured backbone cannot be trained yet, or ``None``."""
+    tasks = TRAINERS.get(backbone["arch"])
+    if tasks is None:
+        return f"backbone arch '{backbone['arch']}' has no trainer yet"
+    if backbone["task"] not in tasks:
+        return f"arch '{backbone['arch']}' does not implement task '{backbone['task']}' yet"
+    return None
+
+
+def dataset_pending(dataset: dict[str, Any]) -> str | None:
+    if dataset.get("format", "auto") not in DATASET_FORMATS:
+        return f"dataset format '{dataset['format']}' is not implemented yet"
+    return None
+
+
+def metric_pending(metric: str) -> str | None:
+    if metric not in METRICS:
+        return f"metric '{metric}' is not implemented yet"
+    return None
+
+
+#: metrics where a larger value is better (all others: smaller is better).
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {
+        "is", "lpips", "lpips_latent", "lpips_reference", "precision", "recall", "rank1",
+        "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy", "distinct_neighbours",
+        "sifid_win_rate",
+    }
+)  # fmt: skip
+
+#: how tables show a metric: (multiplier, header). KID is reported x 10^3 as in the papers.
+DISPLAY: dict[str, tuple[float, str]] = {"kid": (1000.0, "KID×10³")}

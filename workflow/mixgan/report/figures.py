@@ -1,0 +1,100 @@
+"""Figures of the study (PNG + PDF): training curves and sample grids.
+
+The figure spec lists its cells with the files each needs (``curve.csv`` or
+``samples.zip`` of the cell's runs); pending cells are drawn as labelled gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from mixgan.data.imagezip import image_names, read_image_zip  # noqa: E402
+from mixgan.io import atomic_path  # noqa: E402
+
+PALETTE = "colorblind"
+
+
+def _title(spec: dict[str, Any]) -> str:
+    title = f"{spec['id']}: {spec['title']}"
+    if spec.get("labels"):
+        title += f"\n[{', '.join(spec['labels'])}]"
+    return title
+
+
+def training_curves(spec: dict[str, Any]) -> plt.Figure:
+    """FID (or another curve column) against kimg, one line per cell and seed; best marked."""
+    metric = spec.get("metric", "fid")
+    sns.set_theme(style="whitegrid", palette=PALETTE, font_scale=1.1)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    colours = sns.color_palette(PALETTE, max(len(spec["cells"]), 1))
+    for colour, cell in zip(colours, spec["cells"], strict=True):
+        label = cell["row"] if cell["column"] == "col" else f"{cell['row']} / {cell['column']}"
+        if cell["pending"]:
+            axis.plot([], [], color=colour, linestyle=":", label=f"{label} (pending)")
+            continue
+        for index, path in enumerate(cell["files"]):
+            curve = pd.read_csv(path)
+            points = curve.dropna(subset=[metric]) if metric in curve else curve.iloc[0:0]
+            axis.plot(points["kimg"], points[metric], marker="o", markersize=3, color=colour,
+                      label=label if index == 0 else None)  # fmt: skip
+            if len(points):
+                best = points.loc[points[metric].idxmin()]
+                axis.scatter([best["kimg"]], [best[metric]], s=90, marker="*", color=colour,
+                             edgecolor="black", zorder=5)  # fmt: skip
+    axis.set_xlabel("training progress (kimg: thousands of real images shown to D)")
+    axis.set_ylabel(f"{metric.upper()} (lower is better)")
+    axis.set_title(_title(spec), fontsize=10)
+    axis.legend(fontsize=8, title="★ = best snapshot (kept)", title_fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def sample_grid(spec: dict[str, Any]) -> plt.Figure:
+    """Rows x columns of panels, each ``samples`` images of the cell's first seed."""
+    rows = list(dict.fromkeys(c["row"] for c in spec["cells"]))
+    columns = list(dict.fromkeys(c["column"] for c in spec["cells"]))
+    count = spec.get("samples", 8)
+    figure, axes = plt.subplots(
+        len(rows), len(columns), figsize=(1.1 * count * len(columns) + 1.5, 1.3 * len(rows) + 1.2),
+        squeeze=False,
+    )  # fmt: skip
+    for cell in spec["cells"]:
+        axis = axes[rows.index(cell["row"]), columns.index(cell["column"])]
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if cell["pending"]:
+            text = "pending:\n" + cell["pending"]
+            axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=7,
+                      wrap=True, transform=axis.transAxes)  # fmt: skip
+        else:
+            path = cell["files"][0]
+            images = read_image_zip(path, image_names(path)[:count])
+            axis.imshow(np.concatenate(list(images), axis=1))
+        if columns.index(cell["column"]) == 0:
+            axis.set_ylabel(cell["row"], rotation=0, ha="right", va="center", fontsize=9)
+        if rows.index(cell["row"]) == 0 and cell["column"] != "col":
+            axis.set_title(cell["column"], fontsize=9)
+    figure.suptitle(_title(spec), fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+DRAWERS = {"training_curve": training_curves, "sample_grid": sample_grid}
+
+
+def draw_figure(spec: dict[str, Any], inputs: Sequence[Path], out_png: Path, out_pdf: Path) -> None:
+    figure = DRAWERS[spec["kind"]](spec)
+    for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format=fmt, dpi=150)
+    plt.close(figure)

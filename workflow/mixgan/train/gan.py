@@ -1,0 +1,430 @@
+"""The unconditional GAN training loop (StyleGAN2), with method parts.
+
+One loop for every method: the parts of the run's method (``mixgan.train.parts``) add
+real data, augment what D sees, or add loss terms. The loop trains for a budget in kimg,
+evaluates FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience``
+consecutive FID increases (the ScoreMix paper's protocol), and keeps the best snapshot.
+
+Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
+optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
+run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mixgan.data.imagezip import read_image_zip, to_tensor
+from mixgan.io import atomic_path, read_json, write_json
+from mixgan.metrics.fid_kid import fid_from_features
+from mixgan.metrics.inception import InceptionFeatures, load_features, pick_device
+from mixgan.nets.stylegan2 import Discriminator, Generator
+from mixgan.provenance import provenance
+from mixgan.sample import generate_images
+from mixgan.train.checkpoint import (
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from mixgan.train.parts import Part, build_parts
+from mixgan.train.progress import CurveWriter, StopFlag, Throughput
+
+CURVE_COLUMNS = [
+    "step", "kimg", "seconds", "sec_per_kimg", "loss_g", "loss_d", "r1",
+    "logits_real", "logits_fake", "fid",
+]  # fmt: skip
+EVAL_SEED = 2**31 - 1  # the fixed latents every evaluation of every run uses
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class Interrupted(RuntimeError):
+    """Stopped by a signal after writing a checkpoint; the next attempt resumes."""
+
+
+@dataclass
+class TrainPaths:
+    """Files one training reads and writes."""
+
+    data_zip: Path
+    subset_manifest: Path
+    run_dir: Path
+    network_out: Path
+    curve_out: Path
+    augmented_zip: Path | None = None
+    reference_features: Path | None = None
+    inception: Path | None = None
+
+    @property
+    def work_dir(self) -> Path:
+        """Progress that survives a failed job: checkpoints, live curve, best snapshot."""
+        return self.run_dir / "train"
+
+
+def network_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generator and discriminator constructor arguments of a run spec."""
+    backbone = spec["backbone"]
+    shared = {
+        "c_dim": 0,
+        "img_resolution": spec["resolution"],
+        "img_channels": 3,
+        "channel_base": backbone["channel_base"],
+        "channel_max": backbone["channel_max"],
+        "width": backbone["width"],
+    }
+    g_kwargs = {
+        **shared,
+        "z_dim": backbone["z_dim"],
+        "w_dim": backbone["w_dim"],
+        "mapping_layers": backbone["mapping_layers"],
+    }
+    d_kwargs = {**shared, "mbstd_group_size": backbone["mbstd_group"]}
+    return g_kwargs, d_kwargs
+
+
+def load_real_pool(paths: TrainPaths, parts: list[Part]) -> tuple[torch.Tensor, int]:
+    """NCHW uint8 images D sees as real: the subset plus what the parts add; and the subset size."""
+    names = [image["name"] for image in read_json(paths.subset_manifest)["images"]]
+    pool = [to_tensor(read_image_zip(paths.data_zip, names))]
+    pool += [extra for part in parts if (extra := part.extra_real()) is not None]
+    return torch.cat(pool), len(names)
+
+
+class GANTrainer:
+    """State and steps of one StyleGAN2 run."""
+
+    def __init__(self, spec: dict[str, Any], paths: TrainPaths, log: logging.Logger):
+        self.spec, self.paths, self.log = spec, paths, log
+        self.train_cfg = spec["backbone"]["train"]
+        self.device = pick_device(spec["device"])
+        seed_everything(spec["seed"])
+        self.parts = build_parts(spec["method"]["parts"], paths.augmented_zip)
+        self.pool, self.num_real = load_real_pool(paths, self.parts)
+        self.g_kwargs, d_kwargs = network_kwargs(spec)
+        self.G = Generator(**self.g_kwargs).to(self.device).train()
+        self.D = Discriminator(**d_kwargs).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas, eps=1e-8)
+        # Lazy R1 (StyleGAN2): D's lr and betas are adjusted for the regularisation interval.
+        ratio = self.train_cfg["r1_interval"] / (self.train_cfg["r1_interval"] + 1)
+        self.opt_d = torch.optim.Adam(
+            self.D.parameters(), lr=lr * ratio, betas=[b**ratio for b in betas], eps=1e-8
+        )
+        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self.fid_history: list[tuple[float, float]] = []
+        self.best: dict[str, float] | None = None
+        self.increases = 0
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def kimg(self) -> float:
+        return self.images_seen / 1000
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "parts": {p.name: p.state_dict() for p in self.parts},
+            "rng": rng_state(),
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "elapsed": self.elapsed,
+            "fid_history": self.fid_history,
+            "best": self.best,
+            "increases": self.increases,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for part in self.parts:
+            part.load_state_dict(state["parts"].get(part.name, {}))
+        set_rng_state(state["rng"])
+        self.step, self.images_seen = state["step"], state["images_seen"]
+        self.elapsed, self.fid_history = state["elapsed"], [tuple(x) for x in state["fid_history"]]
+        self.best, self.increases = state["best"], state["increases"]
+
+    # -- one iteration ----------------------------------------------------------------
+
+    def real_batch(self, batch: int) -> torch.Tensor:
+        index = torch.randint(len(self.pool), (batch,))
+        return self.pool[index].to(self.device, torch.float32) / 127.5 - 1
+
+    def generate(self, batch: int) -> torch.Tensor:
+        z = torch.randn(batch, self.G.z_dim, device=self.device)
+        ws = self.G.mapping(z, None, update_emas=True)
+        if self.train_cfg["style_mixing"] > 0 and torch.rand(()) < self.train_cfg["style_mixing"]:
+            cutoff = int(torch.randint(1, ws.shape[1], ()))
+            z2 = torch.randn_like(z)
+            ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
+        return self.G.synthesis(ws, noise_mode="random")
+
+    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        for part in self.parts:
+            images = part.augment_d_input(images)
+        return self.D(images, None)
+
+    def train_step(self) -> dict[str, float]:
+        batch = self.train_cfg["batch"]
+        # Generator: non-saturating logistic loss.
+        self.D.requires_grad_(False)
+        logits_fake = self.discriminate(self.generate(batch))
+        loss_g = F.softplus(-logits_fake).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+
+        # Discriminator: logistic loss plus the parts' regularizers.
+        with torch.no_grad():
+            fake = self.generate(batch)
+        real = self.real_batch(batch)
+        logits_fake = self.discriminate(fake)
+        logits_real = self.discriminate(real)
+        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        for part in self.parts:
+            extra = part.d_regularizer(logits_real, logits_fake)
+            if extra is not None:
+                loss_d = loss_d + extra
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        for part in self.parts:
+            part.after_d_step(logits_real.detach())
+
+        r1 = torch.zeros(())
+        if self.train_cfg["r1_gamma"] > 0 and self.step % self.train_cfg["r1_interval"] == 0:
+            r1 = self.r1_step(real)
+
+        self.update_ema(batch)
+        self.step += 1
+        self.images_seen += batch
+        return {
+            "loss_g": loss_g.detach(),
+            "loss_d": loss_d.detach(),
+            "r1": r1.detach(),
+            "logits_real": logits_real.detach().mean(),
+            "logits_fake": logits_fake.detach().mean(),
+        }
+
+    def r1_step(self, real: torch.Tensor) -> torch.Tensor:
+        """Lazy R1: gamma/2 E||grad_x D(x)||² on reals, scaled by the interval."""
+        real = real.detach().requires_grad_(True)
+        logits = self.discriminate(real)
+        (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        penalty = grad.square().sum(dim=[1, 2, 3]).mean()
+        loss = penalty * (self.train_cfg["r1_gamma"] / 2) * self.train_cfg["r1_interval"]
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return penalty.detach()
+
+    @torch.no_grad()
+    def update_ema(self, batch: int) -> None:
+        half_life = self.train_cfg["ema_kimg"] * 1000
+        beta = 0.5 ** (batch / max(half_life, 1e-8)) if half_life > 0 else 0.0
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+
+def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
+    """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
+    cfg = spec["backbone"]["train"]
+    trainer = GANTrainer(spec, paths, log)
+    work = paths.work_dir
+    resumed = load_latest_checkpoint(work / "checkpoints")
+    if resumed is not None:
+        trainer.load_state_dict(resumed[1])
+        log.info("resumed from checkpoint at step %d (%.1f kimg)", trainer.step, trainer.kimg)
+    else:
+        log.info("starting from scratch")
+    log.info(
+        "run %s: %d real images (%d with the parts' extra data), G %d, D %d params, device %s",
+        spec["run"], trainer.num_real, len(trainer.pool),
+        sum(p.numel() for p in trainer.G.parameters()),
+        sum(p.numel() for p in trainer.D.parameters()), trainer.device,
+    )  # fmt: skip
+    write_json(work / "spec.json", {**spec, "provenance": provenance()})
+
+    evaluator = _Evaluator(paths, spec, cfg) if paths.reference_features else None
+    curve = CurveWriter(work / "curve.csv", CURVE_COLUMNS, trainer.step if resumed else None)
+    budget = cfg["kimg"]
+    next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
+    next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
+    next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
+    throughput = Throughput(trainer.images_seen)
+    stopped_early = False
+    started = time.perf_counter() - trainer.elapsed
+    sums: dict[str, float] = {}
+    count = 0
+
+    with StopFlag() as stop:
+        while trainer.kimg < budget and not stopped_early:
+            stats = trainer.train_step()
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            count += 1
+            trainer.elapsed = time.perf_counter() - started
+            done = trainer.kimg >= budget
+            row = None
+            if trainer.kimg >= next_log or done:
+                row = _log_row(trainer, sums, count, throughput, budget, log)
+                sums, count = {}, 0
+                next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
+            if evaluator and (trainer.kimg >= next_eval or done):
+                fid = evaluator.fid(trainer.G_ema)
+                stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
+                row = row or {
+                    "step": trainer.step,
+                    "kimg": trainer.kimg,
+                    "seconds": trainer.elapsed,
+                }
+                row["fid"] = fid
+                next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
+            if row:
+                curve.write(row)
+            if trainer.kimg >= next_ckpt or stop or done or stopped_early:
+                save_checkpoint(work / "checkpoints", trainer.step, trainer.state_dict())
+                next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
+            if stop:
+                raise Interrupted(
+                    f"signal {stop.signal} at step {trainer.step}: checkpoint written; "
+                    "rerunning the job resumes from it"
+                )
+
+    return _finish(trainer, paths, spec, stopped_early, log)
+
+
+def _next_multiple(kimg: float, every: float) -> float:
+    return (math.floor(kimg / every + 1e-9) + 1) * every
+
+
+def _log_row(
+    trainer: GANTrainer,
+    sums: dict[str, float],
+    count: int,
+    throughput: Throughput,
+    budget: float,
+    log: logging.Logger,
+) -> dict[str, Any]:
+    means = {k: v / max(count, 1) for k, v in sums.items()}
+    if not all(math.isfinite(v) for v in means.values()):
+        raise TrainingError(
+            f"non-finite loss at step {trainer.step} ({means}); stopping. The last good checkpoint "
+            f"in {trainer.paths.work_dir / 'checkpoints'} is kept."
+        )
+    sec_per_kimg = throughput.tick(trainer.images_seen)
+    eta = (budget - trainer.kimg) * sec_per_kimg
+    part_stats = {k: v for p in trainer.parts for k, v in p.stats().items()}
+    log.info(
+        "kimg %.2f/%.0f step %d  G %.4f  D %.4f  R1 %.4f  %.2f s/kimg  ETA %s %s",
+        trainer.kimg, budget, trainer.step,
+        means.get("loss_g", math.nan), means.get("loss_d", math.nan),
+        means.get("r1", math.nan), sec_per_kimg, _duration(eta),
+        " ".join(f"{k} {v:.4g}" for k, v in part_stats.items()),
+    )  # fmt: skip
+    return {
+        "step": trainer.step,
+        "kimg": trainer.kimg,
+        "seconds": trainer.elapsed,
+        "sec_per_kimg": sec_per_kimg,
+        **means,
+    }
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def _record_fid(
+    trainer: GANTrainer, fid: float, work: Path, log: logging.Logger, patience: int
+) -> bool:
+    """Track the FID history, keep the best snapshot; True when early stopping triggers."""
+    previous = trainer.fid_history[-1][1] if trainer.fid_history else None
+    trainer.fid_history.append((trainer.kimg, fid))
+    trainer.increases = trainer.increases + 1 if previous is not None and fid > previous else 0
+    if trainer.best is None or fid < trainer.best["fid"]:
+        trainer.best = {"kimg": trainer.kimg, "step": trainer.step, "fid": fid}
+        with atomic_path(work / "best.pt") as tmp:
+            torch.save(trainer.G_ema.state_dict(), tmp)
+    log.info(
+        "FID %.3f at kimg %.2f (best %.3f at kimg %.2f; %d consecutive increase(s))",
+        fid, trainer.kimg, trainer.best["fid"], trainer.best["kimg"], trainer.increases,
+    )  # fmt: skip
+    if trainer.increases >= patience:
+        log.info("early stopping: FID rose %d evaluations in a row", trainer.increases)
+        return True
+    return False
+
+
+class _Evaluator:
+    """FID of G_ema's images from fixed latents against the reference features."""
+
+    def __init__(self, paths: TrainPaths, spec: dict[str, Any], cfg: dict[str, Any]):
+        self.reference, _ = load_features(paths.reference_features)
+        self.inception = InceptionFeatures(paths.inception, spec["device"])
+        self.count = cfg["eval_samples"]
+
+    def fid(self, generator: Generator) -> float:
+        images = generate_images(generator, self.count, EVAL_SEED, batch_size=64)
+        return fid_from_features(self.inception.of_arrays(images), self.reference)
+
+
+def _finish(
+    trainer: GANTrainer,
+    paths: TrainPaths,
+    spec: dict[str, Any],
+    stopped_early: bool,
+    log: logging.Logger,
+) -> dict[str, Any]:
+    work = paths.work_dir
+    state = trainer.G_ema.state_dict()
+    if trainer.best is not None:
+        state = torch.load(work / "best.pt", map_location="cpu", weights_only=True)
+        selected = f"best FID {trainer.best['fid']:.4f} at kimg {trainer.best['kimg']:.2f}"
+    else:
+        selected = "final generator (no FID evaluation configured)"
+    meta = {
+        "run": spec["run"],
+        "kimg_trained": trainer.kimg,
+        "steps": trainer.step,
+        "selected": selected,
+        "best": trainer.best,
+        "stopped_early": stopped_early,
+        "fid_history": trainer.fid_history,
+        "seconds": trainer.elapsed,
+        "num_real": trainer.num_real,
+        "num_pool": len(trainer.pool),
+    }
+    with atomic_path(paths.network_out) as tmp:
+        torch.save({"generator": state, "generator_kwargs": trainer.g_kwargs, "meta": meta}, tmp)
+    with atomic_path(paths.curve_out) as tmp:
+        shutil.copyfile(work / "curve.csv", tmp)
+    log.info("done: %s; %.1f kimg in %s", selected, trainer.kimg, _duration(trainer.elapsed))
+    return {**meta, "fid_history": np.asarray(trainer.fid_history).tolist()}

@@ -1,0 +1,166 @@
+# Shared helpers: config validation and expansion, paths, resources, the CLI prefix.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from snakemake.exceptions import WorkflowError
+
+from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
+from mixgan.errors import ConfigError  # noqa: E402
+
+
+def load_study():
+    """Validate every config file strictly and expand the study (paths checked at onstart)."""
+    try:
+        for path in workflow.configfiles:
+            load_config_file(path)  # rejects duplicated keys, which YAML would silently merge
+        return Study(config, check_paths=False)
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+
+
+STUDY = load_study()
+R = str(STUDY.root)
+INCEPTION = f"{STUDY.config['weights']['dir']}/inception-2015-12-05.pt"
+# Rules call the package's CLI from this checkout, in whatever environment runs the job.
+CLI = (
+    f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
+    "${PYTHONPATH:+:$PYTHONPATH} python -m mixgan"
+)
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    subset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    backbone=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    method=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    part=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    scorenet=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+    metric=r"[a-z0-9_]+",
+    reference=r"full|subset|none",
+    layout=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+onstart:
+    # Dataset and weight paths are checked only when jobs will really run, so a dry run of
+    # the paper study works anywhere; a real run stops here, before any job, naming the key.
+    problems = STUDY.path_problems()
+    if problems:
+        raise WorkflowError("\n".join(problems))
+    print(f"study '{STUDY.name}': {len(STUDY.runnable_runs())} runnable runs", file=sys.stderr)
+    for line in STUDY.pending_summary():
+        print(f"  pending (shown as '—' in the tables): {line}", file=sys.stderr)
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+RUN = f"{R}/runs/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}"
+
+
+def run_key(wildcards):
+    return RunKey(
+        wildcards.dataset, wildcards.subset, wildcards.backbone, wildcards.method, int(wildcards.seed)
+    )
+
+
+def run_path(run, name):
+    return f"{R}/{run.path}/{name}"
+
+
+def reference_name(run, reference):
+    """Which image set a reference metric compares with: the full dataset or the run's subset."""
+    return "full" if reference == "full" else run.subset
+
+
+def spec_json(data):
+    return json.dumps(data, sort_keys=True)
+
+
+# -- resources --------------------------------------------------------------------------------
+
+
+def res(rule_class, key):
+    """A resource of a rule class from the config (falling back to `default`, then built-ins)."""
+    builtin = {"gpu": 0, "cpus": 1, "mem_mb": 4000, "runtime": 60, "runtime_growth": 1.5}
+    resources = STUDY.config.get("resources", {})
+    for section in (resources.get(rule_class, {}), resources.get("default", {}), builtin):
+        if key in section:
+            return section[key]
+
+
+def runtime(rule_class):
+    """Runtime in minutes, growing with each retry (a resumed training needs more wall time)."""
+    return lambda wildcards, attempt: int(
+        res(rule_class, "runtime") * res(rule_class, "runtime_growth") ** (attempt - 1)
+    )
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+
+def layout_spec(layout_id):
+    """Everything the table/figure command needs, with each cell's input files."""
+    layout = STUDY.layouts[layout_id]
+    entry = layout.config
+    labels = []
+    if STUDY.config["scale"] == "demo":
+        labels.append("DEMO: tiny networks, minutes of CPU training")
+    datasets = {run.dataset for cell in layout.cells for run in cell.runs}
+    if any(STUDY.dataset(d).get("format") == "procedural" for d in datasets):
+        labels.append("procedural demo data")
+    return {
+        "id": layout_id,
+        "kind": entry.get("kind", "pivot"),
+        "title": entry["title"],
+        "paper": entry["paper"],
+        "metric": entry.get("metric"),
+        "samples": entry.get("samples"),
+        "labels": labels,
+        "cells": [
+            {
+                "row": cell.row,
+                "column": cell.column,
+                "published_row": cell.published_row,
+                "published_column": cell.published_column,
+                "metric": cell.metric,
+                "reference": cell.reference,
+                "runs": [run.id for run in cell.runs],
+                "pending": cell.pending,
+                "files": [] if cell.pending else layout_files(layout, cell),
+            }
+            for cell in layout.cells
+        ],
+    }
+
+
+def layout_files(layout, cell):
+    if layout.section == "tables":
+        return [run_path(run, f"metrics/{cell.metric}-{cell.reference}.json") for run in cell.runs]
+    if layout.config["kind"] == "training_curve":
+        return [run_path(run, "curve.csv") for run in cell.runs]
+    return [run_path(run, "samples.zip") for run in cell.runs[:1]]
+
+
+def layout_inputs(wildcards):
+    return sorted({f for cell in layout_spec(wildcards.layout)["cells"] for f in cell["files"]})
+
+
+def active_layouts(section):
+    """Tables/figures with at least one cell this code version can compute."""
+    return [
+        layout.id
+        for layout in STUDY.layouts_in(section)
+        if len(layout.pending_cells) < len(layout.cells)
+    ]
+
+
+def all_targets():
+    targets = []
+    for table in active_layouts("tables"):
+        targets += [f"{R}/tables/{table}.csv", f"{R}/tables/{table}.md"]
+    for figure in active_layouts("figures"):
+        targets += [f"{R}/figures/{figure}.png", f"{R}/figures/{figure}.pdf"]
+    return targets

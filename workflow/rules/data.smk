@@ -1,0 +1,102 @@
+# Datasets: (download) -> prepare once -> nested subsets; feature-network weights;
+# reference features of the full dataset and of each subset.
+
+localrules:
+    provision_inception,
+    prepare_dataset,
+    subset,
+
+
+def dataset_input(wildcards):
+    """The raw dataset: its path (a download rule makes it when it has a url), or nothing."""
+    dataset = STUDY.dataset(wildcards.dataset)
+    if dataset.get("format") == "procedural":
+        return []
+    if dataset.get("url") or Path(dataset["path"]).exists():
+        return [dataset["path"]]
+    return []  # missing: onstart stops a real run naming the path; a dry run goes on
+
+
+for _name, _dataset in STUDY.config["datasets"].items():
+    if _dataset.get("url"):
+
+        rule:
+            name:
+                f"download_{_name}"
+            output:
+                _dataset["path"],
+            params:
+                url=_dataset["url"],
+            log:
+                f"{R}/logs/download/{_name}.log",
+            shell:
+                "{CLI} download --url {params.url:q} --out {output:q} > {log} 2>&1"
+
+
+rule provision_inception:
+    output:
+        weights=INCEPTION,
+        record=f"{INCEPTION}.json",
+    params:
+        source=STUDY.config["weights"]["inception"],
+    log:
+        f"{R}/logs/weights/inception.log",
+    shell:
+        "{CLI} weights --source {params.source:q} --out {output.weights:q} > {log} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        dataset_input,
+    output:
+        zip=f"{R}/data/{{dataset}}/prepared.zip",
+        manifest=f"{R}/data/{{dataset}}/prepared.json",
+    params:
+        spec=lambda wc: spec_json({"name": wc.dataset, "dataset": STUDY.dataset(wc.dataset)}),
+    log:
+        f"{R}/logs/prepare/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/prepare/{{dataset}}.tsv"
+    shell:
+        "{CLI} prepare --spec {params.spec:q} --out-zip {output.zip:q} "
+        "--out-manifest {output.manifest:q} > {log} 2>&1"
+
+
+rule subset:
+    input:
+        prepared=f"{R}/data/{{dataset}}/prepared.json",
+    output:
+        f"{R}/data/{{dataset}}/subsets/{{subset}}.json",
+    params:
+        spec=lambda wc: spec_json(
+            {"subset": wc.subset, "subsets": STUDY.dataset(wc.dataset)["subsets"]}
+        ),
+    log:
+        f"{R}/logs/subset/{{dataset}}/{{subset}}.log",
+    shell:
+        "{CLI} subset --spec {params.spec:q} --prepared {input.prepared:q} --out {output:q} > {log} 2>&1"
+
+
+rule reference_features:
+    input:
+        zip=f"{R}/data/{{dataset}}/prepared.zip",
+        subset=f"{R}/data/{{dataset}}/subsets/{{subset}}.json",
+        weights=INCEPTION,
+    output:
+        f"{R}/data/{{dataset}}/features/{{subset}}.npz",
+    params:
+        device=STUDY.config["device"],
+        batch=STUDY.config["evaluation"]["batch"],
+    threads: res("features", "cpus")
+    resources:
+        gpu=res("features", "gpu"),
+        mem_mb=res("features", "mem_mb"),
+        runtime=runtime("features"),
+    log:
+        f"{R}/logs/features/{{dataset}}/{{subset}}.log",
+    benchmark:
+        f"{R}/benchmarks/features/{{dataset}}/{{subset}}.tsv"
+    shell:
+        "{CLI} features --zip {input.zip:q} --subset {input.subset:q} --weights {input.weights:q} "
+        "--out {output:q} --device {params.device} --batch {params.batch} --threads {threads} "
+        "> {log} 2>&1"

@@ -1,0 +1,68 @@
+# Metrics read samples, never retrain: Inception features of a run's samples are computed
+# once; each (metric, reference) record is a small JSON computed from cached features.
+
+
+rule sample_features:
+    input:
+        samples=f"{RUN}/samples.zip",
+        weights=INCEPTION,
+    output:
+        f"{RUN}/features/inception.npz",
+    params:
+        device=STUDY.config["device"],
+        batch=STUDY.config["evaluation"]["batch"],
+    threads: res("features", "cpus")
+    resources:
+        gpu=res("features", "gpu"),
+        mem_mb=res("features", "mem_mb"),
+        runtime=runtime("features"),
+    log:
+        f"{R}/logs/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
+    shell:
+        "{CLI} features --zip {input.samples:q} --weights {input.weights:q} --out {output:q} "
+        "--device {params.device} --batch {params.batch} --threads {threads} > {log} 2>&1"
+
+
+def metric_inputs(wildcards):
+    run = run_key(wildcards)
+    inputs = {"samples": run_path(run, "features/inception.npz")}
+    if wildcards.reference != "none":
+        name = reference_name(run, wildcards.reference)
+        inputs["reference"] = f"{R}/data/{run.dataset}/features/{name}.npz"
+    return inputs
+
+
+def metric_spec(wildcards):
+    run = run_key(wildcards)
+    spec = STUDY.run_spec(run)
+    return spec_json(
+        {
+            "metric": wildcards.metric,
+            "reference": wildcards.reference,
+            "run": run.id,
+            "seed": run.seed,
+            "scale": spec["scale"],
+            "stand_in_data": spec["stand_in_data"],
+            "evaluation": STUDY.config["evaluation"],
+        }
+    )
+
+
+rule metric:
+    input:
+        unpack(metric_inputs),
+    output:
+        f"{RUN}/metrics/{{metric}}-{{reference}}.json",
+    params:
+        spec=metric_spec,
+        reference=lambda wc, input: f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else "",
+    resources:
+        mem_mb=res("metric", "mem_mb"),
+        runtime=runtime("metric"),
+    log:
+        f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.log",
+    shell:
+        "{CLI} metric --spec {params.spec:q} --samples {input.samples:q} {params.reference} "
+        "--out {output:q} > {log} 2>&1"

@@ -1,0 +1,52 @@
+# Tables and figures: pandas/seaborn over the metric records, training curves and samples.
+
+localrules:
+    table,
+    figure,
+
+
+def published_values(wildcards):
+    path = Path(workflow.basedir) / "config" / "published" / f"{wildcards.layout}.csv"
+    return str(path) if path.exists() else []
+
+
+rule table:
+    input:
+        records=layout_inputs,
+        published=published_values,
+    output:
+        csv=report(
+            f"{R}/tables/{{layout}}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{layout}", "format": "csv"},
+        ),
+        md=f"{R}/tables/{{layout}}.md",
+    params:
+        spec=lambda wc: spec_json(layout_spec(wc.layout)),
+        published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
+    log:
+        f"{R}/logs/tables/{{layout}}.log",
+    shell:
+        "{CLI} table --spec {params.spec:q} --records {input.records:q} {params.published} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} > {log} 2>&1"
+
+
+rule figure:
+    input:
+        layout_inputs,
+    output:
+        png=report(
+            f"{R}/figures/{{layout}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{layout}"},
+        ),
+        pdf=f"{R}/figures/{{layout}}.pdf",
+    params:
+        spec=lambda wc: spec_json(layout_spec(wc.layout)),
+    log:
+        f"{R}/logs/figures/{{layout}}.log",
+    shell:
+        "{CLI} figure --spec {params.spec:q} --inputs {input:q} --out-png {output.png:q} "
+        "--out-pdf {output.pdf:q} > {log} 2>&1"

@@ -1,0 +1,72 @@
+# GAN runs: one job per (dataset, subset, backbone, method, seed), then its samples.
+# Checkpoints live in <run>/train/ (not a declared output), so a killed, timed-out or
+# pre-empted job resumes where it stopped when Snakemake (or SLURM) starts it again.
+
+
+def train_inputs(wildcards):
+    run = run_key(wildcards)
+    inputs = {
+        "data": f"{R}/data/{run.dataset}/prepared.zip",
+        "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
+        "reference": f"{R}/data/{run.dataset}/features/full.npz",
+        "inception": INCEPTION,
+    }
+    part = STUDY.scoremix_part(run.method)
+    if part and part["mu"] != 0:
+        inputs["augmented"] = f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.zip"
+    return inputs
+
+
+def optional_train_args(wildcards, input):
+    return f"--augmented {shlex.quote(input.augmented)}" if "augmented" in input.keys() else ""
+
+
+rule train_gan:
+    input:
+        unpack(train_inputs),
+    output:
+        network=f"{RUN}/network.pt",
+        curve=f"{RUN}/curve.csv",
+        run_json=f"{RUN}/run.json",
+    params:
+        spec=lambda wc: spec_json(STUDY.run_spec(run_key(wc))),
+        run_dir=RUN,
+        optional=optional_train_args,
+    threads: res("train", "cpus")
+    resources:
+        gpu=res("train", "gpu"),
+        mem_mb=res("train", "mem_mb"),
+        runtime=runtime("train"),
+    log:
+        f"{R}/logs/train/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
+    shell:
+        "{CLI} train --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
+        "--reference {input.reference:q} --inception {input.inception:q} {params.optional} "
+        "--run-dir {params.run_dir:q} --network {output.network:q} --curve {output.curve:q} "
+        "--run-json {output.run_json:q} --threads {threads} >> {log} 2>&1"
+
+
+rule sample:
+    input:
+        network=f"{RUN}/network.pt",
+    output:
+        f"{RUN}/samples.zip",
+    params:
+        num_samples=STUDY.config["evaluation"]["num_samples"],
+        batch=STUDY.config["evaluation"]["batch"],
+        device=STUDY.config["device"],
+    threads: res("sample", "cpus")
+    resources:
+        gpu=res("sample", "gpu"),
+        mem_mb=res("sample", "mem_mb"),
+        runtime=runtime("sample"),
+    log:
+        f"{R}/logs/sample/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/sample/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
+    shell:
+        "{CLI} sample --network {input.network:q} --count {params.num_samples} --seed {wildcards.seed} "
+        "--batch {params.batch} --device {params.device} --out {output:q} --threads {threads} "
+        "> {log} 2>&1"
