@@ -209,10 +209,11 @@ def _subset_images(data_zip: Path, subset_manifest: Path):
 def cmd_train_scorenet(args: argparse.Namespace) -> None:
     from mixgan.io import write_json
     from mixgan.provenance import provenance
-    from mixgan.train.scorenet import train_score_net
+    from mixgan.train.scorenet import DEFAULTS, train_score_net
 
     _threads(args)
-    summary = train_score_net(_subset_images(args.data, args.subset), args.spec, args.out_dir, log)
+    settings = {key: args.spec[key] for key in DEFAULTS if key in args.spec}
+    summary = train_score_net(_subset_images(args.data, args.subset), settings, args.out_dir, log)
     write_json(
         args.out_dir / "summary.json", {**summary, "spec": args.spec, "provenance": provenance()}
     )

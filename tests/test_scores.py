@@ -1,0 +1,234 @@
+"""Score network, noise schedule, DSM loss, ScoreMix and the score-net training loop."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import scipy.stats
+import torch
+from mixgan.nets.ncsn import ScoreNet
+from mixgan.scores import (
+    dsm_loss,
+    geometric_sigmas,
+    max_pairwise_distance,
+    sample_lambdas,
+    scoremix,
+)
+from mixgan.train.checkpoint import load_latest_checkpoint
+from mixgan.train.scorenet import load_score_net, train_score_net
+from torch import Tensor, nn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The networks here are tiny: a second thread only adds stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smooth_images(count: int, resolution: int, seed: int) -> Tensor:
+    """uint8 images made by upsampling 4×4 random colour fields."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.rand(count, 3, 4, 4, generator=generator)
+    up = nn.functional.interpolate(low, size=resolution, mode="bilinear", align_corners=False)
+    return (up * 255).round().to(torch.uint8)
+
+
+class LinearScore(nn.Module):
+    """A fixed 'score network': ``a x + b·level``."""
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        return 0.7 * x - 0.3 + 0.25 * level.view(-1, 1, 1, 1).float()
+
+
+def test_dsm_loss_equals_hand_computation():
+    sigmas = torch.tensor([2.0, 0.5, 0.1])
+    x = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(1))
+    loss = dsm_loss(LinearScore(), x, sigmas, torch.Generator().manual_seed(7))
+
+    generator = torch.Generator().manual_seed(7)  # the same draws: levels, then noise
+    levels = torch.randint(3, (6,), generator=generator)
+    noise = torch.randn(x.shape, generator=generator)
+    terms = []
+    for n in range(6):
+        sigma = sigmas[levels[n]].item()
+        perturbed = x[n] + sigma * noise[n]
+        score = 0.7 * perturbed - 0.3 + 0.25 * levels[n].item()
+        terms.append(sigma**2 * ((score + (perturbed - x[n]) / sigma**2) ** 2).sum())
+    assert loss.ndim == 0
+    torch.testing.assert_close(loss, torch.stack(terms).mean(), rtol=1e-6, atol=0)
+
+
+def test_dsm_loss_is_zero_for_the_ideal_denoiser():
+    x0 = torch.rand(1, 3, 4, 4)
+    sigmas = geometric_sigmas(3.0, 0.01, 0.8)
+
+    def ideal(perturbed: Tensor, level: Tensor) -> Tensor:
+        # the exact score of N(x0, σ²): what S must output when x0 is the only training point
+        return -(perturbed - x0) / sigmas[level].view(-1, 1, 1, 1).square()
+
+    loss = dsm_loss(ideal, x0.expand(16, -1, -1, -1), sigmas, torch.Generator().manual_seed(0))
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize(("count", "chunk"), [(2, 256), (2, 1), (7, 3), (33, 5), (40, 40)])
+def test_max_pairwise_distance_matches_brute_force(count, chunk):
+    images = torch.rand(count, 3, 6, 6, generator=torch.Generator().manual_seed(count))
+    expected = torch.cdist(images.flatten(1).double(), images.flatten(1).double()).max().item()
+    assert max_pairwise_distance(images, chunk=chunk) == pytest.approx(expected, rel=1e-12)
+
+    as_bytes = (images * 255).round().to(torch.uint8)
+    flat = as_bytes.flatten(1).double() / 255
+    expected = torch.cdist(flat, flat).max().item()
+    assert max_pairwise_distance(as_bytes, chunk=chunk) == pytest.approx(expected, rel=1e-12)
+
+
+def test_geometric_sigmas():
+    sigmas = geometric_sigmas(50.0)
+    assert len(sigmas) == 1 + round(math.log(0.01 / 50) / math.log(0.99)) == 848
+    assert sigmas[0].item() == pytest.approx(50.0, rel=1e-6)
+    assert sigmas[-1].item() == pytest.approx(0.01, rel=1e-6)
+    ratios = (sigmas[1:].double() / sigmas[:-1].double()).numpy()
+    assert ratios.max() - ratios.min() < 1e-6
+    assert ratios.mean() == pytest.approx(0.99, abs=1e-5)
+    assert len(geometric_sigmas(1.0, 0.01, 0.5)) == 1 + round(math.log(0.01) / math.log(0.5))
+    with pytest.raises(ValueError):
+        geometric_sigmas(0.01, 0.01)
+
+
+def test_lambda_statistics_and_reproducibility():
+    alpha = 0.2
+    lambdas = sample_lambdas(20_000, alpha, torch.Generator().manual_seed(0))
+    assert lambdas.shape == (20_000,) and lambdas.dtype == torch.float64
+    assert lambdas.min() >= 0 and lambdas.max() <= 1
+    assert lambdas.mean().item() == pytest.approx(0.5, abs=0.015)
+    variance = alpha**2 / ((2 * alpha) ** 2 * (2 * alpha + 1))  # = 1 / (4 · 1.4)
+    assert lambdas.var().item() == pytest.approx(variance, abs=0.006)
+    assert scipy.stats.kstest(lambdas.numpy(), scipy.stats.beta(alpha, alpha).cdf).pvalue > 0.01
+
+    generator = torch.Generator().manual_seed(5)
+    first, second = sample_lambdas(8, generator=generator), sample_lambdas(8, generator=generator)
+    again = torch.Generator().manual_seed(5)
+    assert torch.equal(first, sample_lambdas(8, generator=again))
+    assert torch.equal(second, sample_lambdas(8, generator=again))
+    assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("norm", ["cond_instance_plus", "instance_plus"])
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_score_net_shapes_and_input_gradient(resolution, norm):
+    torch.manual_seed(0)
+    sigmas = geometric_sigmas(5.0, 0.01, 0.5)
+    net = ScoreNet(sigmas, resolution, channels=3, ngf=4, norm=norm)
+    x = torch.rand(2, 3, resolution, resolution, requires_grad=True)
+    level = torch.tensor([0, len(sigmas) - 1])
+    out = net(x, level)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+
+    with torch.no_grad():
+        top, bottom = net(x[:1], level[:1]), net(x[:1], level[1:])
+    if norm == "instance_plus":  # unconditional body, output divided by σ
+        torch.testing.assert_close(top * sigmas[0], bottom * sigmas[-1])
+    else:
+        assert not torch.allclose(top * sigmas[0], bottom * sigmas[-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny score net trained on 64 smooth 8×8 images (about 15 s)."""
+    images = smooth_images(64, 8, seed=0)
+    out_dir = tmp_path_factory.mktemp("scorenet")
+    settings = {
+        "ngf": 8,
+        "gamma": 0.7,
+        "batch": 16,
+        "iterations": 200,
+        "ema": 0.99,
+        "log_every": 50,
+        "checkpoint_every": 100,
+        "device": "cpu",
+    }
+    summary = train_score_net(images, settings, out_dir)
+    return images, out_dir, summary
+
+
+def test_training_writes_curve_and_model(trained):
+    images, out_dir, summary = trained
+    assert summary["sigma_max"] == pytest.approx(max_pairwise_distance(images), rel=1e-6)
+    assert summary["num_levels"] == len(geometric_sigmas(summary["sigma_max"], 0.01, 0.7))
+    with open(out_dir / "curve.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [50, 100, 150, 200]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert float(rows[-1]["loss_ema"]) < float(rows[0]["loss_ema"])
+    net = load_score_net(out_dir / "scorenet.pt")
+    assert net.resolution == 8 and net.ngf == 8 and len(net.sigmas) == summary["num_levels"]
+
+
+def test_scoremix_decreases_the_score_norm(trained):
+    images, out_dir, _ = trained
+    net = load_score_net(out_dir / "scorenet.pt").requires_grad_(True)
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    x = images.float() / 255
+    lam = sample_lambdas(8, generator=torch.Generator().manual_seed(0))
+
+    out, losses = scoremix(x[:8], x[8:16], net, lam, return_losses=True)
+    assert out.shape == (8, 3, 8, 8) and out.min() >= 0 and out.max() <= 1
+    assert losses.shape == (100,)
+    assert losses[-1] < 0.5 * losses[0]
+    assert (losses[1:] <= losses[:-1]).float().mean() >= 0.9
+    for name, p in net.named_parameters():
+        assert torch.equal(p, before[name]) and p.grad is None
+
+    assert torch.equal(out, scoremix(x[:8], x[8:16], net, lam))  # deterministic
+    mixed = scoremix(x[:8], x[8:16], net, lam, steps=0, final_denoise=False)
+    weight = lam.float().view(-1, 1, 1, 1)
+    torch.testing.assert_close(mixed, weight * x[:8] + (1 - weight) * x[8:16])
+
+
+def test_resumed_training_reproduces_uninterrupted_run(tmp_path):
+    images = smooth_images(10, 8, seed=1)
+    settings = {
+        "ngf": 4,
+        "gamma": 0.5,
+        "batch": 4,
+        "iterations": 6,
+        "checkpoint_every": 3,
+        "log_every": 3,
+        "seed": 3,
+        "flip": True,
+        "device": "cpu",
+    }
+    train_score_net(images, settings, tmp_path / "whole")
+    train_score_net(images, {**settings, "iterations": 3}, tmp_path / "split")
+    train_score_net(images, settings, tmp_path / "split")
+
+    for name in ("whole", "split"):
+        assert load_latest_checkpoint(tmp_path / name / "checkpoints")[0] == 6
+    whole_state = load_latest_checkpoint(tmp_path / "whole" / "checkpoints")[1]
+    split_state = load_latest_checkpoint(tmp_path / "split" / "checkpoints")[1]
+    whole = torch.load(tmp_path / "whole" / "scorenet.pt", weights_only=False)["state_dict"]
+    split = torch.load(tmp_path / "split" / "scorenet.pt", weights_only=False)["state_dict"]
+    for first, second in ((whole, split), (whole_state["model"], split_state["model"])):
+        assert first.keys() == second.keys()
+        for key, value in first.items():
+            assert torch.equal(value, second[key]), key
+    curve = read_curve(tmp_path / "whole" / "curve.csv")
+    assert [row["step"] for row in curve] == ["3", "6"]
+    assert read_curve(tmp_path / "split" / "curve.csv") == curve
+    with pytest.raises(ValueError, match="gamma"):
+        train_score_net(images, {**settings, "gamma": 0.6}, tmp_path / "split")
+
+
+def read_curve(path) -> list[dict[str, str]]:
+    """curve.csv rows without the timing column."""
+    with open(path) as handle:
+        return [
+            {k: v for k, v in row.items() if k != "sec_per_iter"} for row in csv.DictReader(handle)
+        ]
