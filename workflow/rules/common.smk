@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
@@ -25,11 +26,21 @@ def load_study():
 STUDY = load_study()
 R = str(STUDY.root)
 INCEPTION = f"{STUDY.config['weights']['dir']}/inception-2015-12-05.pt"
-# Rules call the package's CLI from this checkout, in whatever environment runs the job.
+
+
+def job_python():
+    """`python` of the rule's conda env under --sdm conda, else the interpreter running Snakemake."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "python"
+    return shlex.quote(sys.executable)
+
+
+# Rules call the package's CLI from this checkout, in the environment that runs the job.
 CLI = (
     f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
-    "${PYTHONPATH:+:$PYTHONPATH} python -m mixgan"
+    f"${{PYTHONPATH:+:$PYTHONPATH}} {job_python()} -m mixgan"
 )
+ENV = "../../envs/environment.yaml"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",

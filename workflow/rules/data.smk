@@ -27,6 +27,8 @@ for _name, _dataset in STUDY.config["datasets"].items():
                 _dataset["path"],
             params:
                 url=_dataset["url"],
+            conda:
+                ENV
             log:
                 f"{R}/logs/download/{_name}.log",
             shell:
@@ -39,6 +41,8 @@ rule provision_inception:
         record=f"{INCEPTION}.json",
     params:
         source=STUDY.config["weights"]["inception"],
+    conda:
+        ENV
     log:
         f"{R}/logs/weights/inception.log",
     shell:
@@ -53,6 +57,8 @@ rule prepare_dataset:
         manifest=f"{R}/data/{{dataset}}/prepared.json",
     params:
         spec=lambda wc: spec_json({"name": wc.dataset, "dataset": STUDY.dataset(wc.dataset)}),
+    conda:
+        ENV
     log:
         f"{R}/logs/prepare/{{dataset}}.log",
     benchmark:
@@ -71,6 +77,8 @@ rule subset:
         spec=lambda wc: spec_json(
             {"subset": wc.subset, "subsets": STUDY.dataset(wc.dataset)["subsets"]}
         ),
+    conda:
+        ENV
     log:
         f"{R}/logs/subset/{{dataset}}/{{subset}}.log",
     shell:
@@ -92,6 +100,8 @@ rule reference_features:
         gpu=res("features", "gpu"),
         mem_mb=res("features", "mem_mb"),
         runtime=runtime("features"),
+    conda:
+        ENV
     log:
         f"{R}/logs/features/{{dataset}}/{{subset}}.log",
     benchmark:

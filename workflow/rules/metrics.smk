@@ -16,6 +16,8 @@ rule sample_features:
         gpu=res("features", "gpu"),
         mem_mb=res("features", "mem_mb"),
         runtime=runtime("features"),
+    conda:
+        ENV
     log:
         f"{R}/logs/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -61,6 +63,8 @@ rule metric:
     resources:
         mem_mb=res("metric", "mem_mb"),
         runtime=runtime("metric"),
+    conda:
+        ENV
     log:
         f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.log",
     shell:

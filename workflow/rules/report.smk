@@ -25,6 +25,8 @@ rule table:
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
         published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
+    conda:
+        ENV
     log:
         f"{R}/logs/tables/{{layout}}.log",
     shell:
@@ -45,6 +47,8 @@ rule figure:
         pdf=f"{R}/figures/{{layout}}.pdf",
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
+    conda:
+        ENV
     log:
         f"{R}/logs/figures/{{layout}}.log",
     shell:

@@ -16,6 +16,8 @@ rule train_scorenet:
         gpu=res("scorenet", "gpu"),
         mem_mb=res("scorenet", "mem_mb"),
         runtime=runtime("scorenet"),
+    conda:
+        ENV
     log:
         f"{R}/logs/scorenet/{{dataset}}/{{subset}}/{{scorenet}}.log",
     benchmark:
@@ -45,6 +47,8 @@ rule scoremix_augment:
         gpu=res("augment", "gpu"),
         mem_mb=res("augment", "mem_mb"),
         runtime=runtime("augment"),
+    conda:
+        ENV
     log:
         f"{R}/logs/augment/{{dataset}}/{{subset}}/{{part}}.log",
     benchmark:

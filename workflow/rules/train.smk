@@ -37,6 +37,8 @@ rule train_gan:
         gpu=res("train", "gpu"),
         mem_mb=res("train", "mem_mb"),
         runtime=runtime("train"),
+    conda:
+        ENV
     log:
         f"{R}/logs/train/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -62,6 +64,8 @@ rule sample:
         gpu=res("sample", "gpu"),
         mem_mb=res("sample", "mem_mb"),
         runtime=runtime("sample"),
+    conda:
+        ENV
     log:
         f"{R}/logs/sample/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
     benchmark:

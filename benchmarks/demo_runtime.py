@@ -1,0 +1,86 @@
+"""Benchmark: the embedded demo from an empty results/demo, wall time and peak memory.
+
+    .venv/bin/python benchmarks/demo_runtime.py [--cores 2] [--keep]
+
+Runs `snakemake --cores N --configfile config/demo.yaml` in the repository, samples the
+resident memory of the whole process tree (Snakemake and its jobs, summed) twice a second,
+and prints wall time, peak total RSS, and the slowest rules (from the benchmark files).
+The target of the Foundation issue is <= 15 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "demo"
+
+
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep existing results/demo")
+    args = parser.parse_args()
+    if not args.keep and RESULTS.exists():
+        shutil.rmtree(RESULTS)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        str(args.cores),
+        "--configfile",
+        "config/demo.yaml",
+    ]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss(watched))
+        time.sleep(0.5)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read() if process.stderr else ""
+    if process.returncode != 0:
+        print(stderr[-4000:])
+        return process.returncode
+
+    rows = []
+    for path in (RESULTS / "benchmarks").rglob("*.tsv"):
+        bench = pd.read_csv(path, sep="\t")
+        rows.append({"job": str(path.relative_to(RESULTS / "benchmarks").with_suffix("")),
+                     "seconds": float(bench["s"].iloc[0]), "max_rss_mb": float(bench["max_rss"].iloc[0])})  # fmt: skip
+    jobs = pd.DataFrame(rows)
+    jobs["rule"] = jobs["job"].str.split("/").str[0]
+    per_rule = jobs.groupby("rule").agg(
+        jobs=("job", "count"), seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max")
+    )
+    print(f"demo wall time: {wall:.0f} s ({wall / 60:.1f} min) with --cores {args.cores}")
+    print(f"peak total RSS of Snakemake and its jobs: {peak / 2**20:.0f} MiB")
+    print("time per rule (sum over its jobs, benchmarked rules only):")
+    print(per_rule.sort_values("seconds", ascending=False).round(1).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The light registry the Snakefile reads agrees with the code, and the environments agree."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from mixgan import metrics, registry
+from mixgan.report import figures, tables
+from mixgan.train import parts
+
+from .conftest import REPO
+
+
+def test_registry_matches_the_code_registries():
+    assert registry.PARTS == set(parts.PART_CLASSES)
+    assert registry.METRICS == set(metrics.METRICS)
+    assert registry.FIGURE_KINDS == set(figures.DRAWERS)
+    assert registry.TABLE_KINDS == {"pivot"} and callable(tables.write_table)
+    assert set(registry.TRAINERS) == {"stylegan2"}
+
+
+def _normalise(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement.split("#")[0]).lower()
+
+
+def test_pip_conda_and_pyproject_dependencies_agree():
+    pip = {
+        _normalise(line)
+        for line in (REPO / "envs" / "requirements.txt").read_text().splitlines()
+        if _normalise(line)
+    }
+    conda = yaml.safe_load((REPO / "envs" / "environment.yaml").read_text())
+    conda_pip = {
+        _normalise(r)
+        for entry in conda["dependencies"]
+        if isinstance(entry, dict)
+        for r in entry["pip"]
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert pip == conda_pip == {_normalise(r) for r in project}
+    assert {"torch==2.14.1", "torchvision==0.29.1"} <= pip
+    assert "python=3.11" in conda["dependencies"]

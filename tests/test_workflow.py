@@ -1,0 +1,189 @@
+"""The Snakemake workflow itself: a real run of the DAG on a tiny config, and early failures."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import MINIMAL_CONFIG, REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+TINY_TRAIN = {
+    "batch": 8,
+    "kimg": 0.064,
+    "lr": 0.002,
+    "r1_interval": 4,
+    "ema_kimg": 0.01,
+    "eval_every_kimg": 0.032,
+    "eval_samples": 8,
+    "checkpoint_every_kimg": 0.032,
+    "log_every_kimg": 0.016,
+}
+
+
+def tiny_config(weights_dir: Path) -> dict:
+    config = copy.deepcopy(MINIMAL_CONFIG)
+    config["weights"] = {"dir": str(weights_dir)}
+    config["evaluation"] = {"num_samples": 16, "batch": 16, "kid_subsets": 5, "kid_subset_size": 8}
+    config["datasets"]["shapes"]["procedural"]["count"] = 24
+    config["datasets"]["shapes"]["subsets"]["sizes"] = {"n6": {"count": 6}, "n12": {"count": 12}}
+    config["scorenets"]["tiny"] = {
+        "ngf": 4,
+        "iterations": 4,
+        "batch": 4,
+        "checkpoint_every": 2,
+        "log_every": 2,
+    }
+    config["backbones"]["sg2"].update(
+        channel_base=64, channel_max=16, z_dim=16, w_dim=16, mapping_layers=1, train=TINY_TRAIN
+    )
+    config["parts"]["scoremix"].update(steps=3)
+    config["tables"]["scoremix_table1"]["metrics"] = ["fid", "kid"]
+    config["figures"] = {
+        "scoremix_fig4": {
+            "paper": "scoremix",
+            "kind": "training_curve",
+            "title": "tiny curves",
+            "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
+            "rows": [
+                {"label": "mu = 0", "method": "none"},
+                {"label": "mu = 1", "method": "scoremix"},
+            ],
+        }
+    }
+    return config
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the whole DAG once on the tiny config; the tests below inspect the outputs."""
+    workdir = tmp_path_factory.mktemp("study")
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(workdir / "weights")))
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir, config_path, result
+
+
+@pytest.mark.slow
+def test_dag_runs_end_to_end_and_writes_the_table(tiny_run):
+    workdir, _, _ = tiny_run
+    root = workdir / "results" / "tiny"
+    tidy = pd.read_csv(root / "tables" / "scoremix_table1.csv")
+    assert set(tidy["metric"]) == {"fid", "kid"} and (tidy["status"] == "ok").all()
+    assert len(tidy) == 4 and tidy["value"].map(math.isfinite).all()
+    assert (tidy.loc[tidy["metric"] == "fid", "value"] > 0).all()
+    assert tidy["labels"].str.contains("procedural demo data").all()
+    markdown = (root / "tables" / "scoremix_table1.md").read_text()
+    assert "demo scale" in markdown and "procedural demo data" in markdown
+    assert (root / "figures" / "scoremix_fig4.png").stat().st_size > 10_000
+    assert (root / "figures" / "scoremix_fig4.pdf").exists()
+
+
+@pytest.mark.slow
+def test_run_outputs_record_provenance_and_chain_through_the_subset(tiny_run):
+    workdir, _, _ = tiny_run
+    root = workdir / "results" / "tiny"
+    run = root / "runs" / "shapes" / "n12" / "sg2" / "scoremix" / "seed0"
+    record = json.loads((run / "run.json").read_text())
+    assert record["spec"]["seed"] == 0 and record["spec"]["method"]["parts"][0]["mu"] == 1
+    assert record["provenance"]["code_version"]
+    assert record["summary"]["num_real"] == 12 and record["summary"]["num_pool"] == 24  # mu = 1
+    assert len(record["summary"]["fid_history"]) == 2  # evaluated at 32 and 64 images
+    metric = json.loads((run / "metrics" / "fid-full.json").read_text())
+    assert metric["num_samples"] == 16 and metric["num_reference"] == 24
+    assert len(metric["feature_network"]["sha256"]) == 64
+    curve = pd.read_csv(run / "curve.csv")
+    assert curve["kimg"].max() == pytest.approx(0.064) and curve["fid"].notna().sum() == 2
+    augmented = json.loads(
+        (root / "augment" / "shapes" / "n12" / "scoremix" / "augmented.json").read_text()
+    )
+    assert augmented["count"] == 12 and len(augmented["lambdas"]) == 12
+    subset = json.loads((root / "data" / "shapes" / "subsets" / "n12.json").read_text())
+    assert subset["count"] == 12
+    for line in (
+        (root / "logs" / "train" / "shapes" / "n12" / "sg2" / "none" / "seed0.log")
+        .read_text()
+        .splitlines()
+    ):
+        if "s/kimg" in line:
+            assert "ETA" in line and "kimg" in line
+            break
+    else:
+        pytest.fail("the training log reports no progress lines")
+
+
+@pytest.mark.slow
+def test_second_invocation_has_nothing_to_do(tiny_run):
+    workdir, config_path, _ = tiny_run
+    result = snakemake(workdir, "-n", "--configfile", str(config_path))
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
+    config = tiny_config(tmp_path / "weights")
+    config["methods"]["scoremix"] = ["scoremix", "lecam"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(
+        tmp_path, "--cores", "1", "--configfile", str(tmp_path / "config.yaml"), timeout=120
+    )
+    assert result.returncode != 0
+    assert (
+        "methods.scoremix[1]: part 'lecam' is not defined in parts" in result.stdout + result.stderr
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_path_stops_a_real_run_but_not_a_dry_run(tmp_path):
+    config = tiny_config(tmp_path / "weights")
+    config["datasets"]["shapes"] = {"path": str(tmp_path / "no_such_folder"), "resolution": 16,
+                                    "subsets": config["datasets"]["shapes"]["subsets"]}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = ["--configfile", str(tmp_path / "config.yaml")]
+    dry = snakemake(tmp_path, "-n", *args, timeout=120)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    real = snakemake(tmp_path, "--cores", "1", *args, timeout=120)
+    assert real.returncode != 0
+    assert (
+        f"datasets.shapes.path: {tmp_path / 'no_such_folder'} does not exist"
+        in real.stdout + real.stderr
+    )
+    assert not (tmp_path / "results" / "tiny" / "data").exists()
+
+
+def test_lint_is_clean():
+    result = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--configfile", str(REPO / "config" / "demo.yaml")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_study_dry_run_builds_its_dag(tmp_path):
+    result = snakemake(
+        tmp_path, "-n", "--quiet", "--configfile", str(REPO / "config" / "config.yaml"), timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train_gan" in result.stdout + result.stderr
