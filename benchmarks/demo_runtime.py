@@ -50,26 +50,32 @@ def main() -> int:
         "--configfile",
         "config/demo.yaml",
     ]
+    log_path = REPO / "results" / "demo_benchmark.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    watched = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss(watched))
-        time.sleep(0.5)
+    # Output goes to a file, not a pipe: an unread pipe would fill up and block Snakemake.
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        watched = psutil.Process(process.pid)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss(watched))
+            time.sleep(0.5)
     wall = time.perf_counter() - started
-    stderr = process.stderr.read() if process.stderr else ""
     if process.returncode != 0:
-        print(stderr[-4000:])
+        print(log_path.read_text()[-4000:])
         return process.returncode
 
     rows = []
     for path in (RESULTS / "benchmarks").rglob("*.tsv"):
         bench = pd.read_csv(path, sep="\t")
-        rows.append({"job": str(path.relative_to(RESULTS / "benchmarks").with_suffix("")),
-                     "seconds": float(bench["s"].iloc[0]), "max_rss_mb": float(bench["max_rss"].iloc[0])})  # fmt: skip
+        rows.append(
+            {
+                "job": str(path.relative_to(RESULTS / "benchmarks").with_suffix("")),
+                "seconds": float(bench["s"].iloc[0]),
+                "max_rss_mb": float(bench["max_rss"].iloc[0]),
+            }
+        )
     jobs = pd.DataFrame(rows)
     jobs["rule"] = jobs["job"].str.split("/").str[0]
     per_rule = jobs.groupby("rule").agg(

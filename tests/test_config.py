@@ -189,11 +189,19 @@ def test_paper_config_covers_every_study_id():
     config = load_config_file(REPO / "config" / "config.yaml")
     ids = set(config["tables"]) | set(config["figures"])
     expected = {
-        *(f"scoremix_table{i}" for i in range(1, 8)), "scoremix_cost",
-        "scoremix_fig3", "scoremix_fig4", "scoremix_fig5", "scoremix_fig6", "scoremix_fig7_8",
-        "scoremix_fig9", *(f"remix_table{i}" for i in range(1, 4)),
-        *(f"mixdl_table{i}" for i in range(1, 8)), "mixdl_fig6", "mixdl_fig8",
-    }  # fmt: skip
+        *(f"scoremix_table{i}" for i in range(1, 8)),
+        "scoremix_cost",
+        "scoremix_fig3",
+        "scoremix_fig4",
+        "scoremix_fig5",
+        "scoremix_fig6",
+        "scoremix_fig7_8",
+        "scoremix_fig9",
+        *(f"remix_table{i}" for i in range(1, 4)),
+        *(f"mixdl_table{i}" for i in range(1, 8)),
+        "mixdl_fig6",
+        "mixdl_fig8",
+    }
     assert ids == expected
     for table_id in expected:
         assert not study_text or table_id in study_text

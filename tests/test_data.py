@@ -79,8 +79,10 @@ def test_prepare_folder_recursively_with_mixed_sizes_and_modes(tmp_path):
     )
     assert manifest["count"] == 3
     assert [i["source"].split("raw/")[1] for i in manifest["images"]] == [
-        "a.png", "sub/b.jpg", "sub/deeper/c.png",
-    ]  # fmt: skip
+        "a.png",
+        "sub/b.jpg",
+        "sub/deeper/c.png",
+    ]
     assert manifest["source_modes"] == {"RGB": 1, "L": 1, "RGBA": 1}
     images = read_image_zip(tmp_path / "p.zip", [i["name"] for i in manifest["images"]])
     assert images.shape == (3, 16, 16, 3)
@@ -150,8 +152,13 @@ def test_centre_crop_keeps_the_middle():
 
 
 def test_prepared_procedural_dataset_round_trips(tmp_path):
-    dataset = {"format": "procedural", "resolution": 16, "labels": "none", "domains": "none",
-               "procedural": {"count": 12, "classes": 3, "domains": 2, "seed": 0}}  # fmt: skip
+    dataset = {
+        "format": "procedural",
+        "resolution": 16,
+        "labels": "none",
+        "domains": "none",
+        "procedural": {"count": 12, "classes": 3, "domains": 2, "seed": 0},
+    }
     manifest = prepare_dataset("shapes", dataset, tmp_path / "p.zip", tmp_path / "p.json")
     assert manifest["stand_in"] == "procedural demo data"
     assert image_names(tmp_path / "p.zip") == [f"img{i:08d}.png" for i in range(12)]
@@ -167,8 +174,17 @@ LABELS = [i % 3 for i in range(300)] + [3] * 30  # four classes, one rarer
 @pytest.mark.parametrize("stratify", [False, True])
 @pytest.mark.parametrize("order", ["first", "random"])
 def test_subsets_are_nested_for_every_kind_of_size(order, stratify):
-    groups = [[{"count": 3}, {"fraction": 0.01}, {"count": 33}, {"fraction": 0.1},
-               {"count": 100}, {"fraction": 0.5}, {"count": 330}]]  # fmt: skip
+    groups = [
+        [
+            {"count": 3},
+            {"fraction": 0.01},
+            {"count": 33},
+            {"fraction": 0.1},
+            {"count": 100},
+            {"fraction": 0.5},
+            {"count": 330},
+        ]
+    ]
     if stratify:
         groups.append([{"per_class": 2}, {"per_class": 7}, {"per_class": 25}])
     for sizes in groups:
@@ -209,8 +225,13 @@ def test_subset_larger_than_dataset_names_the_key():
 
 
 def test_subset_manifest_records_files_and_hashes(tmp_path):
-    dataset = {"format": "procedural", "resolution": 16, "labels": "none", "domains": "none",
-               "procedural": {"count": 30, "classes": 3, "domains": 2, "seed": 0}}  # fmt: skip
+    dataset = {
+        "format": "procedural",
+        "resolution": 16,
+        "labels": "none",
+        "domains": "none",
+        "procedural": {"count": 30, "classes": 3, "domains": 2, "seed": 0},
+    }
     prepared = prepare_dataset("shapes", dataset, tmp_path / "p.zip", tmp_path / "p.json")
     settings = {"order": "random", "seed": 0, "stratify": "labels", "sizes": {"n6": {"count": 6}}}
     manifest = make_subset_manifest(prepared, "n6", settings)
@@ -224,3 +245,15 @@ def test_subset_manifest_records_files_and_hashes(tmp_path):
     assert full["count"] == 30 and {i["name"] for i in manifest["images"]} <= {
         i["name"] for i in full["images"]
     }
+
+
+def test_download_without_network_fails_fast_with_advice(tmp_path):
+    from mixgan.data.sources import download
+
+    target = tmp_path / "afhq.zip"
+    with pytest.raises(
+        DataError,
+        match=r"could not download http://127\.0\.0\.1:9/afhq\.zip .* set the dataset's `path`",
+    ):
+        download("http://127.0.0.1:9/afhq.zip", target, timeout=5)  # nothing listens on port 9
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind

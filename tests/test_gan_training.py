@@ -9,7 +9,6 @@ import logging
 import pandas as pd
 import pytest
 import torch
-
 from mixgan.config import RunKey, Study
 from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest
@@ -31,8 +30,13 @@ def one_thread():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    dataset = {"format": "procedural", "resolution": 16, "labels": "none", "domains": "none",
-               "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0}}  # fmt: skip
+    dataset = {
+        "format": "procedural",
+        "resolution": 16,
+        "labels": "none",
+        "domains": "none",
+        "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0},
+    }
     prepared = prepare_dataset("shapes", dataset, folder / "p.zip", folder / "p.json")
     settings = {"order": "random", "seed": 0, "stratify": "none", "sizes": {"n12": {"count": 12}}}
     write_json(folder / "n12.json", make_subset_manifest(prepared, "n12", settings))
@@ -45,10 +49,21 @@ def tiny_spec(minimal_config, method="diffaug", kimg=0.096):
     config["methods"]["diffaug"] = ["diffaug"]
     config["tables"]["scoremix_table1"]["rows"].append({"method": "diffaug"})
     config["backbones"]["sg2"].update(
-        channel_base=64, channel_max=16, z_dim=16, w_dim=16, mapping_layers=1,
-        train={"batch": 8, "kimg": kimg, "r1_interval": 2, "ema_kimg": 0.01, "eval_every_kimg": 1,
-               "checkpoint_every_kimg": 0.048, "log_every_kimg": 0.016},
-    )  # fmt: skip
+        channel_base=64,
+        channel_max=16,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=1,
+        train={
+            "batch": 8,
+            "kimg": kimg,
+            "r1_interval": 2,
+            "ema_kimg": 0.01,
+            "eval_every_kimg": 1,
+            "checkpoint_every_kimg": 0.048,
+            "log_every_kimg": 0.016,
+        },
+    )
     return Study(config).run_spec(RunKey("shapes", "n12", "sg2", method, 0))
 
 

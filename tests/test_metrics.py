@@ -6,8 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-from scipy import linalg
-
 from mixgan.data.imagezip import write_image_zip
 from mixgan.data.procedural import generate_shapes
 from mixgan.metrics import compute_metric_record, record_labels
@@ -19,6 +17,7 @@ from mixgan.metrics.weights import (
     provision_inception,
     verified_record,
 )
+from scipy import linalg
 
 
 def closed_form_fid(mu1, cov1, mu2, cov2) -> float:
@@ -41,7 +40,6 @@ def test_fid_of_sampled_gaussians_matches_the_closed_form():
 
 def test_frechet_distance_equals_clean_fid_formula():
     from cleanfid.fid import frechet_distance as clean_fid_frechet
-
     from mixgan.metrics.fid_kid import feature_statistics, frechet_distance
 
     rng = np.random.default_rng(5)
@@ -134,8 +132,16 @@ def test_our_fid_equals_clean_fid_compute_fid_on_the_same_folders(inception, tmp
     # clean-fid loads "<dir>/inception-2015-12-05.pt" from /tmp; point it at the same file.
     monkeypatch.setattr("platform.system", lambda: "Windows")  # makes clean-fid use "./"
     monkeypatch.chdir(path.parent)
-    theirs = cleanfid.compute_fid(str(tmp_path / "a"), str(tmp_path / "b"), mode="clean", device="cpu",
-                                  num_workers=0, batch_size=24, verbose=False, use_dataparallel=False)  # fmt: skip
+    theirs = cleanfid.compute_fid(
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        mode="clean",
+        device="cpu",
+        num_workers=0,
+        batch_size=24,
+        verbose=False,
+        use_dataparallel=False,
+    )
     assert ours == pytest.approx(theirs, abs=1e-3)
     assert ours > 1
 
@@ -143,12 +149,27 @@ def test_our_fid_equals_clean_fid_compute_fid_on_the_same_folders(inception, tmp
 def test_metric_record_carries_network_reference_and_labels(tmp_path):
     rng = np.random.default_rng(4)
     network = {"name": "test", "sha256": "ab" * 32, "stand_in": False}
-    save_features(tmp_path / "s.npz", rng.normal(size=(40, 8)).astype(np.float32), [f"{i}" for i in range(40)],
-                  {"source": "s.zip", "count": 40, "feature_network": network})  # fmt: skip
-    save_features(tmp_path / "r.npz", rng.normal(size=(50, 8)).astype(np.float32), [f"{i}" for i in range(50)],
-                  {"source": "r.zip", "count": 50, "feature_network": network})  # fmt: skip
-    spec = {"metric": "kid", "reference": "full", "run": "d/s/b/m/seed3", "seed": 3, "scale": "demo",
-            "stand_in_data": True, "evaluation": {"kid_subsets": 5, "kid_subset_size": 20}}  # fmt: skip
+    save_features(
+        tmp_path / "s.npz",
+        rng.normal(size=(40, 8)).astype(np.float32),
+        [f"{i}" for i in range(40)],
+        {"source": "s.zip", "count": 40, "feature_network": network},
+    )
+    save_features(
+        tmp_path / "r.npz",
+        rng.normal(size=(50, 8)).astype(np.float32),
+        [f"{i}" for i in range(50)],
+        {"source": "r.zip", "count": 50, "feature_network": network},
+    )
+    spec = {
+        "metric": "kid",
+        "reference": "full",
+        "run": "d/s/b/m/seed3",
+        "seed": 3,
+        "scale": "demo",
+        "stand_in_data": True,
+        "evaluation": {"kid_subsets": 5, "kid_subset_size": 20},
+    }
     record = compute_metric_record(spec, tmp_path / "s.npz", tmp_path / "r.npz")
     assert record["num_samples"] == 40 and record["num_reference"] == 50
     assert record["feature_network"]["sha256"] == "ab" * 32

@@ -6,7 +6,6 @@ import re
 import tomllib
 
 import yaml
-
 from mixgan import metrics, registry
 from mixgan.report import figures, tables
 from mixgan.train import parts
@@ -15,10 +14,10 @@ from .conftest import REPO
 
 
 def test_registry_matches_the_code_registries():
-    assert registry.PARTS == set(parts.PART_CLASSES)
-    assert registry.METRICS == set(metrics.METRICS)
-    assert registry.FIGURE_KINDS == set(figures.DRAWERS)
-    assert registry.TABLE_KINDS == {"pivot"} and callable(tables.write_table)
+    assert set(parts.PART_CLASSES) == registry.PARTS
+    assert set(metrics.METRICS) == registry.METRICS
+    assert set(figures.DRAWERS) == registry.FIGURE_KINDS
+    assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
     assert set(registry.TRAINERS) == {"stylegan2"}
 
 

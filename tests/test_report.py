@@ -6,13 +6,20 @@ import json
 
 import pandas as pd
 import pytest
-
 from mixgan.report.tables import markdown_table, summarise, tidy_table, write_table
 
 
 def cell(row, column, metric, runs, pending=None):
-    return {"row": row, "column": column, "metric": metric, "reference": "full", "runs": runs,
-            "pending": pending, "published_row": row, "published_column": column}  # fmt: skip
+    return {
+        "row": row,
+        "column": column,
+        "metric": metric,
+        "reference": "full",
+        "runs": runs,
+        "pending": pending,
+        "published_row": row,
+        "published_column": column,
+    }
 
 
 SPEC = {
@@ -40,11 +47,14 @@ SPEC = {
     ],
 }
 VALUES = {
-    ("ffhq/1k/b/base/seed0", "fid"): 30.0, ("ffhq/1k/b/base/seed1", "fid"): 34.0,
-    ("ffhq/1k/b/base/seed0", "kid"): 0.010, ("ffhq/1k/b/base/seed1", "kid"): 0.012,
+    ("ffhq/1k/b/base/seed0", "fid"): 30.0,
+    ("ffhq/1k/b/base/seed1", "fid"): 34.0,
+    ("ffhq/1k/b/base/seed0", "kid"): 0.010,
+    ("ffhq/1k/b/base/seed1", "kid"): 0.012,
     ("ffhq/1k/b/sm/seed0", "fid"): 20.0,  # seed 1 of ScoreMix has no FID record yet
-    ("ffhq/1k/b/sm/seed0", "kid"): 0.004, ("ffhq/1k/b/sm/seed1", "kid"): 0.006,
-}  # fmt: skip
+    ("ffhq/1k/b/sm/seed0", "kid"): 0.004,
+    ("ffhq/1k/b/sm/seed1", "kid"): 0.006,
+}
 
 
 def records():
@@ -56,7 +66,7 @@ def records():
             "value": value,
             "num_samples": 100,
             "labels": ["demo scale"],
-        }  # fmt: skip
+        }
         for (run, metric), value in VALUES.items()
     }
 
@@ -78,8 +88,12 @@ def test_summary_is_mean_and_std_over_seeds():
 
 
 def test_markdown_marks_best_pending_and_paper_values():
-    published = pd.DataFrame([{"row": "Baseline", "column": "FFHQ-1K", "metric": "fid", "value": 26.13},
-                              {"row": "+ ScoreMix", "column": "FFHQ-1K", "metric": "kid", "value": 5.65}])  # fmt: skip
+    published = pd.DataFrame(
+        [
+            {"row": "Baseline", "column": "FFHQ-1K", "metric": "fid", "value": 26.13},
+            {"row": "+ ScoreMix", "column": "FFHQ-1K", "metric": "kid", "value": 5.65},
+        ]
+    )
     text = markdown_table(SPEC, summarise(tidy_table(SPEC, records())), published)
     lines = {
         line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")
@@ -96,7 +110,7 @@ def test_a_config_added_row_appears_and_a_missing_record_is_a_footnote(tmp_path)
     spec = json.loads(json.dumps(SPEC))
     spec["cells"].append(cell("+ ScoreMix mu 30", "FFHQ-1K", "fid", ["ffhq/1k/b/sm30/seed0"]))
     paths = []
-    for key, record in records().items():
+    for record in records().values():
         path = tmp_path / f"{len(paths)}.json"
         path.write_text(json.dumps(record))
         paths.append(path)

@@ -174,6 +174,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     from mixgan.io import read_json
     from mixgan.metrics.inception import InceptionFeatures, save_features
+    from mixgan.provenance import provenance
 
     _threads(args)
     names = [i["name"] for i in read_json(args.subset)["images"]] if args.subset else None
@@ -182,7 +183,12 @@ def cmd_features(args: argparse.Namespace) -> None:
     features, names = extractor.of_zip(args.zip, names)
     seconds = time.perf_counter() - started
     log.info("%d images in %.1f s (%.1f images/s)", len(names), seconds, len(names) / seconds)
-    meta = {"source": str(args.zip), "count": len(names), "feature_network": extractor.record}
+    meta = {
+        "source": str(args.zip),
+        "count": len(names),
+        "feature_network": extractor.record,
+        "provenance": provenance(),
+    }
     save_features(args.out, features, names, meta)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from mixgan.data.imagezip import to_numpy, write_image_zip
 from mixgan.nets.stylegan2 import Generator
+from mixgan.provenance import provenance
 
 
 @torch.no_grad()
@@ -58,5 +59,14 @@ def sample_to_zip(
 ) -> dict[str, Any]:
     generator, meta = load_generator(network_path, device)
     images = generate_images(generator, count, seed, batch_size)
-    write_image_zip(out_zip, images)
+    record = {
+        "run": meta["run"],
+        "network": str(network_path),
+        "selected": meta["selected"],
+        "count": count,
+        "seed": seed,
+        "truncation_psi": 1.0,
+        "provenance": provenance(),
+    }
+    write_image_zip(out_zip, images, metadata=record)
     return meta

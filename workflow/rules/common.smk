@@ -1,5 +1,7 @@
-# Shared helpers: config validation and expansion, paths, resources, the CLI prefix.
+# Shared helpers: config validation and expansion, the jobs' environment, paths, resources,
+# and the input functions of the rules.
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,18 +30,13 @@ R = str(STUDY.root)
 INCEPTION = f"{STUDY.config['weights']['dir']}/inception-2015-12-05.pt"
 
 
-def job_python():
-    """`python` of the rule's conda env under --sdm conda, else the interpreter running Snakemake."""
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-        return "python"
-    return shlex.quote(sys.executable)
-
-
-# Rules call the package's CLI from this checkout, in the environment that runs the job.
-CLI = (
-    f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
-    f"${{PYTHONPATH:+:$PYTHONPATH}} {job_python()} -m mixgan"
-)
+# Every rule runs `python -m mixgan <command>` (the package of this checkout). Jobs inherit
+# this environment, locally and on SLURM (sbatch exports it); under --sdm conda the rule's
+# env puts its own python first on PATH.
+_paths = {"PYTHONPATH": [str(Path(workflow.basedir) / "workflow"), os.environ.get("PYTHONPATH")]}
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _paths["PATH"] = [str(Path(sys.executable).parent), os.environ.get("PATH")]
+os.environ.update({name: os.pathsep.join(filter(None, parts)) for name, parts in _paths.items()})
 ENV = "../../envs/environment.yaml"
 
 wildcard_constraints:
@@ -175,3 +172,70 @@ def all_targets():
     for figure in active_layouts("figures"):
         targets += [f"{R}/figures/{figure}.png", f"{R}/figures/{figure}.pdf"]
     return targets
+
+
+# -- input functions of the rules --------------------------------------------------------------
+
+
+def dataset_input(wildcards):
+    """The raw dataset: its path (a download rule makes it when it has a url), or nothing."""
+    dataset = STUDY.dataset(wildcards.dataset)
+    if dataset.get("format") == "procedural":
+        return []
+    if dataset.get("url") or Path(dataset["path"]).exists():
+        return [dataset["path"]]
+    return []  # missing: onstart stops a real run naming the path; a dry run goes on
+
+
+def metric_inputs(wildcards):
+    run = run_key(wildcards)
+    inputs = {"samples": run_path(run, "features/inception.npz")}
+    if wildcards.reference != "none":
+        name = reference_name(run, wildcards.reference)
+        inputs["reference"] = f"{R}/data/{run.dataset}/features/{name}.npz"
+    return inputs
+
+
+def metric_spec(wildcards):
+    run = run_key(wildcards)
+    spec = STUDY.run_spec(run)
+    return spec_json(
+        {
+            "metric": wildcards.metric,
+            "reference": wildcards.reference,
+            "run": run.id,
+            "seed": run.seed,
+            "scale": spec["scale"],
+            "stand_in_data": spec["stand_in_data"],
+            "evaluation": STUDY.config["evaluation"],
+        }
+    )
+
+
+def published_values(wildcards):
+    path = Path(workflow.basedir) / "config" / "published" / f"{wildcards.layout}.csv"
+    return str(path) if path.exists() else []
+
+
+def augment_scorenet(wildcards):
+    part = STUDY.config["parts"][wildcards.part]
+    return f"{R}/scorenets/{wildcards.dataset}/{wildcards.subset}/{part['scorenet']}/scorenet.pt"
+
+
+def train_inputs(wildcards):
+    run = run_key(wildcards)
+    inputs = {
+        "data": f"{R}/data/{run.dataset}/prepared.zip",
+        "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
+        "reference": f"{R}/data/{run.dataset}/features/"
+        f"{reference_name(run, STUDY.config['evaluation']['reference'])}.npz",
+        "inception": INCEPTION,
+    }
+    part = STUDY.scoremix_part(run.method)
+    if part and part["mu"] != 0:
+        inputs["augmented"] = f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.zip"
+    return inputs
+
+
+def optional_train_args(wildcards, input):
+    return f"--augmented {shlex.quote(input.augmented)}" if "augmented" in input.keys() else ""

@@ -7,16 +7,6 @@ localrules:
     subset,
 
 
-def dataset_input(wildcards):
-    """The raw dataset: its path (a download rule makes it when it has a url), or nothing."""
-    dataset = STUDY.dataset(wildcards.dataset)
-    if dataset.get("format") == "procedural":
-        return []
-    if dataset.get("url") or Path(dataset["path"]).exists():
-        return [dataset["path"]]
-    return []  # missing: onstart stops a real run naming the path; a dry run goes on
-
-
 for _name, _dataset in STUDY.config["datasets"].items():
     if _dataset.get("url"):
 
@@ -32,7 +22,7 @@ for _name, _dataset in STUDY.config["datasets"].items():
             log:
                 f"{R}/logs/download/{_name}.log",
             shell:
-                "{CLI} download --url {params.url:q} --out {output:q} > {log} 2>&1"
+                "python -m mixgan download --url {params.url:q} --out {output:q} > {log} 2>&1"
 
 
 rule provision_inception:
@@ -46,7 +36,7 @@ rule provision_inception:
     log:
         f"{R}/logs/weights/inception.log",
     shell:
-        "{CLI} weights --source {params.source:q} --out {output.weights:q} > {log} 2>&1"
+        "python -m mixgan weights --source {params.source:q} --out {output.weights:q} > {log} 2>&1"
 
 
 rule prepare_dataset:
@@ -64,7 +54,7 @@ rule prepare_dataset:
     benchmark:
         f"{R}/benchmarks/prepare/{{dataset}}.tsv"
     shell:
-        "{CLI} prepare --spec {params.spec:q} --out-zip {output.zip:q} "
+        "python -m mixgan prepare --spec {params.spec:q} --out-zip {output.zip:q} "
         "--out-manifest {output.manifest:q} > {log} 2>&1"
 
 
@@ -82,7 +72,7 @@ rule subset:
     log:
         f"{R}/logs/subset/{{dataset}}/{{subset}}.log",
     shell:
-        "{CLI} subset --spec {params.spec:q} --prepared {input.prepared:q} --out {output:q} > {log} 2>&1"
+        "python -m mixgan subset --spec {params.spec:q} --prepared {input.prepared:q} --out {output:q} > {log} 2>&1"
 
 
 rule reference_features:
@@ -107,6 +97,6 @@ rule reference_features:
     benchmark:
         f"{R}/benchmarks/features/{{dataset}}/{{subset}}.tsv"
     shell:
-        "{CLI} features --zip {input.zip:q} --subset {input.subset:q} --weights {input.weights:q} "
+        "python -m mixgan features --zip {input.zip:q} --subset {input.subset:q} --weights {input.weights:q} "
         "--out {output:q} --device {params.device} --batch {params.batch} --threads {threads} "
         "> {log} 2>&1"

@@ -23,33 +23,8 @@ rule sample_features:
     benchmark:
         f"{R}/benchmarks/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "{CLI} features --zip {input.samples:q} --weights {input.weights:q} --out {output:q} "
+        "python -m mixgan features --zip {input.samples:q} --weights {input.weights:q} --out {output:q} "
         "--device {params.device} --batch {params.batch} --threads {threads} > {log} 2>&1"
-
-
-def metric_inputs(wildcards):
-    run = run_key(wildcards)
-    inputs = {"samples": run_path(run, "features/inception.npz")}
-    if wildcards.reference != "none":
-        name = reference_name(run, wildcards.reference)
-        inputs["reference"] = f"{R}/data/{run.dataset}/features/{name}.npz"
-    return inputs
-
-
-def metric_spec(wildcards):
-    run = run_key(wildcards)
-    spec = STUDY.run_spec(run)
-    return spec_json(
-        {
-            "metric": wildcards.metric,
-            "reference": wildcards.reference,
-            "run": run.id,
-            "seed": run.seed,
-            "scale": spec["scale"],
-            "stand_in_data": spec["stand_in_data"],
-            "evaluation": STUDY.config["evaluation"],
-        }
-    )
 
 
 rule metric:
@@ -68,5 +43,5 @@ rule metric:
     log:
         f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.log",
     shell:
-        "{CLI} metric --spec {params.spec:q} --samples {input.samples:q} {params.reference} "
+        "python -m mixgan metric --spec {params.spec:q} --samples {input.samples:q} {params.reference} "
         "--out {output:q} > {log} 2>&1"

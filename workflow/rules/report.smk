@@ -5,11 +5,6 @@ localrules:
     figure,
 
 
-def published_values(wildcards):
-    path = Path(workflow.basedir) / "config" / "published" / f"{wildcards.layout}.csv"
-    return str(path) if path.exists() else []
-
-
 rule table:
     input:
         records=layout_inputs,
@@ -30,7 +25,7 @@ rule table:
     log:
         f"{R}/logs/tables/{{layout}}.log",
     shell:
-        "{CLI} table --spec {params.spec:q} --records {input.records:q} {params.published} "
+        "python -m mixgan table --spec {params.spec:q} --records {input.records:q} {params.published} "
         "--out-csv {output.csv:q} --out-md {output.md:q} > {log} 2>&1"
 
 
@@ -52,5 +47,5 @@ rule figure:
     log:
         f"{R}/logs/figures/{{layout}}.log",
     shell:
-        "{CLI} figure --spec {params.spec:q} --inputs {input:q} --out-png {output.png:q} "
+        "python -m mixgan figure --spec {params.spec:q} --inputs {input:q} --out-png {output.png:q} "
         "--out-pdf {output.pdf:q} > {log} 2>&1"

@@ -23,13 +23,8 @@ rule train_scorenet:
     benchmark:
         f"{R}/benchmarks/scorenet/{{dataset}}/{{subset}}/{{scorenet}}.tsv"
     shell:
-        "{CLI} train-scorenet --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
+        "python -m mixgan train-scorenet --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
         "--out-dir {params.out_dir:q} --threads {threads} > {log} 2>&1"
-
-
-def augment_scorenet(wildcards):
-    part = STUDY.config["parts"][wildcards.part]
-    return f"{R}/scorenets/{wildcards.dataset}/{wildcards.subset}/{part['scorenet']}/scorenet.pt"
 
 
 rule scoremix_augment:
@@ -54,6 +49,6 @@ rule scoremix_augment:
     benchmark:
         f"{R}/benchmarks/augment/{{dataset}}/{{subset}}/{{part}}.tsv"
     shell:
-        "{CLI} augment --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
+        "python -m mixgan augment --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
         "--scorenet {input.scorenet:q} --out-zip {output.images:q} --out-json {output.record:q} "
         "--threads {threads} > {log} 2>&1"

@@ -3,24 +3,6 @@
 # pre-empted job resumes where it stopped when Snakemake (or SLURM) starts it again.
 
 
-def train_inputs(wildcards):
-    run = run_key(wildcards)
-    inputs = {
-        "data": f"{R}/data/{run.dataset}/prepared.zip",
-        "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
-        "reference": f"{R}/data/{run.dataset}/features/full.npz",
-        "inception": INCEPTION,
-    }
-    part = STUDY.scoremix_part(run.method)
-    if part and part["mu"] != 0:
-        inputs["augmented"] = f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.zip"
-    return inputs
-
-
-def optional_train_args(wildcards, input):
-    return f"--augmented {shlex.quote(input.augmented)}" if "augmented" in input.keys() else ""
-
-
 rule train_gan:
     input:
         unpack(train_inputs),
@@ -44,7 +26,7 @@ rule train_gan:
     benchmark:
         f"{R}/benchmarks/train/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "{CLI} train --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
+        "python -m mixgan train --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
         "--reference {input.reference:q} --inception {input.inception:q} {params.optional} "
         "--run-dir {params.run_dir:q} --network {output.network:q} --curve {output.curve:q} "
         "--run-json {output.run_json:q} --threads {threads} >> {log} 2>&1"
@@ -71,6 +53,6 @@ rule sample:
     benchmark:
         f"{R}/benchmarks/sample/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "{CLI} sample --network {input.network:q} --count {params.num_samples} --seed {wildcards.seed} "
+        "python -m mixgan sample --network {input.network:q} --count {params.num_samples} --seed {wildcards.seed} "
         "--batch {params.batch} --device {params.device} --out {output:q} --threads {threads} "
         "> {log} 2>&1"

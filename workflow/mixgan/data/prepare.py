@@ -113,6 +113,7 @@ def prepare_dataset(name: str, dataset: dict[str, Any], out_zip: Path, out_manif
 
     manifest = {
         "dataset": name,
+        "settings": dataset,
         "resolution": resolution,
         "count": len(entries),
         "class_names": class_names,

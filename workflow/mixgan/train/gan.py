@@ -421,6 +421,8 @@ def _finish(
         "seconds": trainer.elapsed,
         "num_real": trainer.num_real,
         "num_pool": len(trainer.pool),
+        "seed": spec["seed"],
+        "provenance": provenance(),
     }
     with atomic_path(paths.network_out) as tmp:
         torch.save({"generator": state, "generator_kwargs": trainer.g_kwargs, "meta": meta}, tmp)
