@@ -36,12 +36,15 @@ rule metric:
         spec=metric_spec,
         reference=lambda wc, input: f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else "",
     resources:
+        gpu=res("metric", "gpu"),
         mem_mb=res("metric", "mem_mb"),
         runtime=runtime("metric"),
     conda:
         ENV
     log:
         f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.log",
+    benchmark:
+        f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.tsv"
     shell:
         "python -m mixgan metric --spec {params.spec:q} --samples {input.samples:q} {params.reference} "
         "--out {output:q} > {log} 2>&1"

@@ -96,6 +96,7 @@ def markdown_table(
         paper = {(p.row, p.column, p.metric): p.value for p in published.itertuples()}
     best = _best_per_column(summary, columns)
     notes: dict[str, int] = {}
+    paper_shown = False
 
     header = ["", *(_header(column, metric, len(columns)) for column, metric in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -109,6 +110,7 @@ def markdown_table(
             )
             if key in paper:  # published values are stored as printed (KID already x 10^3)
                 text += f" ({paper[key]:.2f})"
+                paper_shown = True
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
 
@@ -119,7 +121,7 @@ def markdown_table(
     out += lines + [""]
     out.append(
         "Ours: mean ± std over seeds (n = number of seeds with a value); "
-        + ("the paper's value in parentheses; " if paper else "")
+        + ("the paper's value in parentheses; " if paper_shown else "")
         + "best of each column in bold; "
         + ", ".join(
             f"{m} {'higher' if m in registry.HIGHER_IS_BETTER else 'lower'} is better"

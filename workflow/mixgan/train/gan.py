@@ -5,7 +5,8 @@ real data, augment what D sees, or add loss terms. The loop trains for a budget 
 evaluates FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience``
 consecutive FID increases (the ScoreMix paper's protocol), and keeps the best snapshot.
 
-Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
+Real batches are drawn uniformly with replacement from the pool (the subset plus the parts'
+extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
 optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
 run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
 """
