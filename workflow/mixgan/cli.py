@@ -74,7 +74,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
     for problem in problems:
         log.warning("%s", problem)
     runnable = study.runnable_runs()
-    print(f"study '{study.name}': {len(study.runs)} runs, {len(runnable)} runnable now")
+    print(
+        f"study '{study.name}': {len(study.runs)} runs, {len(runnable)} runnable now, "
+        f"{len(study.scorenet_jobs())} score network(s) to train"
+    )
     for line in study.pending_summary():
         print(f"  pending {line}")
 

@@ -471,9 +471,6 @@ class Study:
     def dataset(self, name: str) -> dict[str, Any]:
         return self.config["datasets"][name]
 
-    def subsets(self, dataset: str) -> list[str]:
-        return list(self.dataset(dataset)["subsets"]["sizes"])
-
     def scorenet_spec(self, dataset: str, subset: str, scorenet: str) -> dict[str, Any]:
         """Settings of one score-network training (``mixgan train-scorenet --spec``)."""
         return {
