@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from mixgan import registry
 from mixgan.config import RunKey, Study, load_config_file, validate_config
 from mixgan.errors import ConfigError

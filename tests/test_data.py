@@ -8,13 +8,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from mixgan.data.imagezip import image_names, read_image_zip
 from mixgan.data.prepare import centre_crop_resize, prepare_dataset
 from mixgan.data.procedural import CLASS_NAMES, DOMAIN_NAMES, generate_shapes
 from mixgan.data.subsets import dataset_order, make_subset_manifest, select_subset
 from mixgan.errors import DataError
 from mixgan.io import read_json, sha256_bytes
-from PIL import Image
 
 # -- the procedural demo dataset ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mixgan.augment.diffaug import DIFFAUG_OPS, diff_augment, shift_images
 
 

@@ -9,6 +9,7 @@ import logging
 import pandas as pd
 import pytest
 import torch
+
 from mixgan.config import RunKey, Study
 from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest

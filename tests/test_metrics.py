@@ -6,6 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy import linalg
+
 from mixgan.data.imagezip import write_image_zip
 from mixgan.data.procedural import generate_shapes
 from mixgan.metrics import compute_metric_record, record_labels
@@ -17,7 +19,6 @@ from mixgan.metrics.weights import (
     provision_inception,
     verified_record,
 )
-from scipy import linalg
 
 
 def closed_form_fid(mu1, cov1, mu2, cov2) -> float:
@@ -40,6 +41,7 @@ def test_fid_of_sampled_gaussians_matches_the_closed_form():
 
 def test_frechet_distance_equals_clean_fid_formula():
     from cleanfid.fid import frechet_distance as clean_fid_frechet
+
     from mixgan.metrics.fid_kid import feature_statistics, frechet_distance
 
     rng = np.random.default_rng(5)

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from mixgan.report.tables import markdown_table, summarise, tidy_table, write_table
 
 

@@ -8,6 +8,8 @@ import math
 import pytest
 import scipy.stats
 import torch
+from torch import Tensor, nn
+
 from mixgan.nets.ncsn import ScoreNet
 from mixgan.scores import (
     dsm_loss,
@@ -18,7 +20,6 @@ from mixgan.scores import (
 )
 from mixgan.train.checkpoint import load_latest_checkpoint
 from mixgan.train.scorenet import load_score_net, train_score_net
-from torch import Tensor, nn
 
 
 @pytest.fixture(autouse=True, scope="module")

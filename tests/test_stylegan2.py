@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mixgan.nets.stylegan2 import (
     Discriminator,
     Generator,

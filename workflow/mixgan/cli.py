@@ -241,7 +241,7 @@ def cmd_train_scorenet(args: argparse.Namespace) -> None:
     THREADS,
 )
 def cmd_augment(args: argparse.Namespace) -> None:
-    from mixgan.augment.scoremix import make_augmented_set
+    from mixgan.augment.scoremix import ScoreMixer, make_augmented_set
     from mixgan.data.imagezip import write_image_zip
     from mixgan.io import write_json
     from mixgan.metrics.inception import pick_device
@@ -250,8 +250,9 @@ def cmd_augment(args: argparse.Namespace) -> None:
 
     _threads(args)
     score_net = load_score_net(args.scorenet, pick_device(args.spec["device"]))
+    mixer = ScoreMixer.from_part(score_net, args.spec)
     images, record = make_augmented_set(
-        _subset_images(args.data, args.subset), score_net, args.spec, args.batch
+        _subset_images(args.data, args.subset), mixer, args.spec, args.batch
     )
     write_image_zip(args.out_zip, images)
     write_json(args.out_json, {**record, "spec": args.spec, "provenance": provenance()})
@@ -271,6 +272,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--curve", required=True, type=Path, help="output: the training curve (CSV)"),
     arg("--run-json", required=True, type=Path, help="output: settings, provenance, summary"),
     arg("--augmented", type=Path, help="ScoreMix augmented set, when the method has one"),
+    arg("--scorenet", type=Path, help="score network, for online (growing mu) ScoreMix"),
     arg("--reference", type=Path, help="reference features for the periodic FID"),
     arg("--inception", type=Path, help="Inception weights for the periodic FID"),
     THREADS,
@@ -288,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         network_out=args.network,
         curve_out=args.curve,
         augmented_zip=args.augmented,
+        scorenet=args.scorenet,
         reference_features=args.reference,
         inception=args.inception,
     )
@@ -302,8 +305,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command(
     "sample",
-    "generate images from a run's selected generator into a zip",
-    arg("--network", required=True, type=Path),
+    "generate images of a run (its selected generator, or its score network) into a zip",
+    SPEC,
+    arg("--model", required=True, type=Path, help="network.pt of a GAN run or scorenet.pt"),
     arg("--count", required=True, type=int),
     arg("--seed", required=True, type=int),
     arg("--out", required=True, type=Path),
@@ -313,13 +317,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 )
 def cmd_sample(args: argparse.Namespace) -> None:
     from mixgan.metrics.inception import pick_device
-    from mixgan.sample import sample_to_zip
+    from mixgan.sample import sample_run
 
     _threads(args)
-    meta = sample_to_zip(
-        args.network, args.out, args.count, args.seed, args.batch, pick_device(args.device)
+    device = pick_device(args.device)
+    record = sample_run(args.spec, args.model, args.out, args.count, args.seed, args.batch, device)
+    log.info(
+        "%d samples of %s (%s) in %.1f s",
+        args.count,
+        record["run"],
+        record["selected"],
+        record["seconds"],
     )
-    log.info("%d samples of %s (%s)", args.count, meta["run"], meta["selected"])
 
 
 @command(

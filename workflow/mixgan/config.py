@@ -245,6 +245,11 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
         backbone = config["backbones"].get(cell["backbone"])
         if dataset and backbone:
             problems += _task_problems(at, cell, dataset, backbone)
+        method = config["methods"].get(cell["method"], [])
+        if layout.get("kind") in registry.FIGURES_WITHOUT_RUNS and not any(
+            config["parts"].get(p, {}).get("kind") == "scoremix" for p in method
+        ):
+            problems.append(f"{at}: an {layout['kind']} needs a method with a scoremix part")
     return sorted(set(problems))
 
 
@@ -366,7 +371,7 @@ class Study:
             for metric in metrics:
                 pending = (
                     kind_pending
-                    or self.run_pending(runs[0])
+                    or self.cell_pending(entry, runs[0])
                     or (registry.metric_pending(metric) if section == "tables" else None)
                 )
                 layout.cells.append(
@@ -388,6 +393,16 @@ class Study:
         known = registry.TABLE_KINDS if section == "tables" else registry.FIGURE_KINDS
         return None if kind in known else f"{section[:-1]} kind '{kind}' is not implemented yet"
 
+    def cell_pending(self, entry: dict[str, Any], run: RunKey) -> str | None:
+        """Why a cell cannot be made: its run cannot, or (figures without runs) its parts."""
+        if entry.get("kind") not in registry.FIGURES_WITHOUT_RUNS:
+            return self.run_pending(run)
+        reasons = [
+            registry.dataset_pending(self.config["datasets"][run.dataset]),
+            *(registry.part_pending(p) for p in self.method_parts(run.method)),
+        ]
+        return "; ".join(r for r in reasons if r) or None
+
     def run_pending(self, run: RunKey) -> str | None:
         """Why ``run`` cannot be trained by this code version, or ``None``."""
         reasons = [
@@ -403,6 +418,8 @@ class Study:
         """Every run any table or figure needs, with its pending reason (``None`` = runnable)."""
         runs: dict[RunKey, str | None] = {}
         for layout in self.layouts.values():
+            if layout.config.get("kind") in registry.FIGURES_WITHOUT_RUNS:
+                continue
             for cell in layout.cells:
                 for run in cell.runs:
                     runs[run] = self.run_pending(run)
@@ -522,8 +539,19 @@ class Study:
         jobs = set()
         for run in self.runnable_runs():
             part = self.scoremix_part(run.method)
-            if part:
+            if part and part["mu"] != 0:
                 jobs.add((run.dataset, run.subset, part["scorenet"]))
+            backbone = self.config["backbones"][run.backbone]
+            if backbone["arch"] == "score_sampler":
+                jobs.add((run.dataset, run.subset, backbone["scorenet"]))
+        for layout in self.layouts_in("figures"):
+            if layout.config["kind"] in registry.FIGURES_WITHOUT_RUNS:
+                for cell in layout.cells:
+                    if not cell.pending:
+                        run = cell.runs[0]
+                        jobs.add(
+                            (run.dataset, run.subset, self.scoremix_part(run.method)["scorenet"])
+                        )
         return sorted(jobs)
 
     def layouts_in(self, section: str) -> Iterator[Layout]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: backbone ``arch`` -> tasks its trainer implements.
+#: backbone ``arch`` -> tasks whose runs this code can produce (train, or sample a score net).
 TRAINERS: dict[str, frozenset[str]] = {
     "stylegan2": frozenset({"unconditional", "few_shot"}),
+    "score_sampler": frozenset({"unconditional", "few_shot"}),
 }
 
 #: part ``kind``s the GAN training loop implements.
@@ -40,15 +41,16 @@ KNOWN_METRICS: frozenset[str] = frozenset(
 DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
 
 TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
-FIGURE_KINDS: frozenset[str] = frozenset({"training_curve", "sample_grid"})
+FIGURE_KINDS: frozenset[str] = frozenset({"training_curve", "sample_grid", "augmentation_grid"})
+
+#: figure kinds drawn from a subset and a score network, with no GAN run behind them.
+FIGURES_WITHOUT_RUNS: frozenset[str] = frozenset({"augmentation_grid"})
 
 
 def part_pending(part: dict[str, Any]) -> str | None:
     """Why a configured part cannot run yet, or ``None`` when it can."""
     if part["kind"] not in PARTS:
         return f"part kind '{part['kind']}' is not implemented yet"
-    if part["kind"] == "scoremix" and part.get("mu") == "growing":
-        return "ScoreMix with growing mu (online mode) is not implemented yet"
     return None
 
 

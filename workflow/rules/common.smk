@@ -13,6 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
+from mixgan.registry import FIGURES_WITHOUT_RUNS  # noqa: E402
 
 
 def load_study():
@@ -138,13 +139,31 @@ def layout_spec(layout_id):
                 "runs": [run.id for run in cell.runs],
                 "pending": cell.pending,
                 "files": [] if cell.pending else layout_files(layout, cell),
+                **augmentation_inputs(layout, cell),
             }
             for cell in layout.cells
         ],
     }
 
 
+def augmentation_inputs(layout, cell):
+    """An augmentation grid's data, subset, score network and ScoreMix settings."""
+    if layout.config.get("kind") not in FIGURES_WITHOUT_RUNS or cell.pending:
+        return {}
+    run = cell.runs[0]
+    part = STUDY.scoremix_part(run.method)
+    return {
+        "data": f"{R}/data/{run.dataset}/prepared.zip",
+        "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
+        "scorenet": scorenet_path(run.dataset, run.subset, part["scorenet"]),
+        "scoremix": part,
+    }
+
+
 def layout_files(layout, cell):
+    if layout.config.get("kind") in FIGURES_WITHOUT_RUNS:
+        inputs = augmentation_inputs(layout, cell)
+        return [inputs["data"], inputs["subset"], inputs["scorenet"]]
     if layout.section == "tables":
         return [run_path(run, f"metrics/{cell.metric}-{cell.reference}.json") for run in cell.runs]
     if layout.config["kind"] == "training_curve":
@@ -217,9 +236,13 @@ def published_values(wildcards):
     return str(path) if path.exists() else []
 
 
+def scorenet_path(dataset, subset, scorenet):
+    return f"{R}/scorenets/{dataset}/{subset}/{scorenet}/scorenet.pt"
+
+
 def augment_scorenet(wildcards):
     part = STUDY.config["parts"][wildcards.part]
-    return f"{R}/scorenets/{wildcards.dataset}/{wildcards.subset}/{part['scorenet']}/scorenet.pt"
+    return scorenet_path(wildcards.dataset, wildcards.subset, part["scorenet"])
 
 
 def train_inputs(wildcards):
@@ -232,10 +255,23 @@ def train_inputs(wildcards):
         "inception": INCEPTION,
     }
     part = STUDY.scoremix_part(run.method)
-    if part and part["mu"] != 0:
+    if part and part["mu"] == "growing":
+        inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
+    elif part and part["mu"] != 0:
         inputs["augmented"] = f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.zip"
     return inputs
 
 
+def sample_model(wildcards):
+    """What a run samples from: its trained generator, or (score-based rows) its score network."""
+    run = run_key(wildcards)
+    backbone = STUDY.config["backbones"][run.backbone]
+    if backbone["arch"] == "score_sampler":
+        return scorenet_path(run.dataset, run.subset, backbone["scorenet"])
+    return run_path(run, "network.pt")
+
+
 def optional_train_args(wildcards, input):
-    return f"--augmented {shlex.quote(input.augmented)}" if "augmented" in input.keys() else ""
+    """--augmented / --scorenet when the run's method has a ScoreMix part."""
+    names = [name for name in ("augmented", "scorenet") if name in input.keys()]
+    return " ".join(f"--{name} {shlex.quote(getattr(input, name))}" for name in names)

@@ -34,10 +34,11 @@ rule train_gan:
 
 rule sample:
     input:
-        network=f"{RUN}/network.pt",
+        model=sample_model,
     output:
         f"{RUN}/samples.zip",
     params:
+        spec=lambda wc: spec_json(STUDY.run_spec(run_key(wc))),
         num_samples=STUDY.config["evaluation"]["num_samples"],
         batch=STUDY.config["evaluation"]["batch"],
         device=STUDY.config["device"],
@@ -53,6 +54,6 @@ rule sample:
     benchmark:
         f"{R}/benchmarks/sample/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "python -m mixgan sample --network {input.network:q} --count {params.num_samples} --seed {wildcards.seed} "
+        "python -m mixgan sample --spec {params.spec:q} --model {input.model:q} --count {params.num_samples} --seed {wildcards.seed} "
         "--batch {params.batch} --device {params.device} --out {output:q} --threads {threads} "
         "> {log} 2>&1"

@@ -1,9 +1,13 @@
-"""The static ScoreMix augmented set of a training subset (Algorithm 1 applied mu x N times).
+"""ScoreMix as a mixing function, and the static augmented set of a training subset.
 
-Pairs (i, j), i != j, are drawn uniformly from the subset and lambda ~ Beta(alpha, alpha);
-each mixed image is moved towards the data manifold by ``mixgan.scores.scoremix``. All
-random draws come from one seeded generator and are made before any optimisation, so the
-first K images of a set with mu = 100 are the set with mu = 10 (same seed, same pairs).
+:class:`ScoreMixer` has the call of ``mixgan.augment.mixing`` (``mix(x1, x2, lam)``), so the
+static set, the online (growing mu) mode of the GAN loop, image-to-image uses (augmenting
+generator inputs) and Figure 3 all run Algorithm 1 through the same object.
+
+The static set draws pairs (i, j), i != j, uniformly from the subset and lambda ~
+Beta(alpha, alpha), all from one seeded generator before any optimisation, then moves each
+mixture towards the data manifold (``mixgan.scores.scoremix``). With the same seed, a set
+with a larger mu starts with the pairs and weights of a smaller one.
 """
 
 from __future__ import annotations
@@ -14,44 +18,69 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
+from mixgan.nets.ncsn import ScoreNet
 from mixgan.scores import sample_lambdas, scoremix
 
 log = logging.getLogger(__name__)
 
 
-def draw_pairs(num_images: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` index pairs (i, j) with i != j, uniform over the subset."""
+class ScoreMixer:
+    """Algorithm 1 with fixed settings: ``mixer(x1, x2, lam)`` -> images in [0, 1]."""
+
+    def __init__(
+        self, score_net: ScoreNet, steps: int = 100, lr: float = 0.005, final_denoise: bool = True
+    ):
+        self.score_net = score_net
+        self.steps, self.lr, self.final_denoise = steps, lr, final_denoise
+
+    @classmethod
+    def from_part(cls, score_net: ScoreNet, part: dict[str, Any]) -> ScoreMixer:
+        """A mixer with the settings of a configured ``scoremix`` part."""
+        return cls(score_net, part["steps"], part["lr"], part["final_denoise"])
+
+    def __call__(
+        self, x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        device = self.score_net.sigmas.device
+        out = scoremix(
+            x1.to(device), x2.to(device), self.score_net, lam.to(device),
+            steps=self.steps, lr=self.lr, final_denoise=self.final_denoise,
+        )  # fmt: skip
+        return out.to(x1.device)
+
+
+def draw_pairs(num_images: int, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` index pairs (i, j) with i != j, uniform over the subset.
+
+    Both indices of a pair come from consecutive draws, so the first K pairs of a longer
+    draw are the pairs of a draw of K (the mu = 10 set is a prefix of the mu = 100 set).
+    """
     if num_images < 2:
         raise ValueError("ScoreMix needs at least two training images to mix")
-    first = torch.randint(num_images, (count,), generator=generator)
-    offset = torch.randint(1, num_images, (count,), generator=generator)
+    uniform = torch.rand((count, 2), generator=generator, dtype=torch.float64)
+    first = (uniform[:, 0] * num_images).long().clamp_max(num_images - 1)
+    offset = 1 + (uniform[:, 1] * (num_images - 1)).long().clamp_max(num_images - 2)
     return torch.stack([first, (first + offset) % num_images], dim=1)
 
 
 def make_augmented_set(
-    images: torch.Tensor,
-    score_net: torch.nn.Module,
-    settings: dict[str, Any],
-    batch_size: int = 64,
+    images: Tensor, mixer: ScoreMixer, part: dict[str, Any], batch_size: int = 64
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """mu x N ScoreMix images (NHWC uint8) of NCHW uint8 ``images`` and what produced them."""
-    count = settings["mu"] * len(images)
-    generator = torch.Generator().manual_seed(settings["seed"])
+    count = part["mu"] * len(images)
+    generator = torch.Generator().manual_seed(part["seed"])
+    # Weights first (one draw for their seed), then pairs: both stay prefixes as mu grows.
+    lambdas = sample_lambdas(count, part["alpha"], generator=generator)
     pairs = draw_pairs(len(images), count, generator)
-    lambdas = sample_lambdas(count, settings["alpha"], generator=generator)
-    device = next(score_net.parameters()).device
     out = []
     started = time.perf_counter()
     for start in range(0, count, batch_size):
         index = pairs[start : start + batch_size]
-        x1 = images[index[:, 0]].to(device, torch.float32) / 255
-        x2 = images[index[:, 1]].to(device, torch.float32) / 255
-        lam = lambdas[start : start + batch_size].to(device)
-        mixed = scoremix(
-            x1, x2, score_net, lam,
-            steps=settings["steps"], lr=settings["lr"], final_denoise=settings["final_denoise"],
-        )  # fmt: skip
+        x1 = images[index[:, 0]].float() / 255
+        x2 = images[index[:, 1]].float() / 255
+        mixed = mixer(x1, x2, lambdas[start : start + batch_size])
         out.append((mixed * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu())
         done = min(start + batch_size, count)
         elapsed = time.perf_counter() - started
@@ -59,11 +88,7 @@ def make_augmented_set(
             "ScoreMix %d/%d images, %.2f s/image, ETA %.0f s",
             done, count, elapsed / done, elapsed / done * (count - done),
         )  # fmt: skip
-    record = {
-        "count": count,
-        "pairs": pairs.tolist(),
-        "lambdas": lambdas.tolist(),
-    }
+    record = {"count": count, "pairs": pairs.tolist(), "lambdas": lambdas.tolist()}
     if not out:
         return np.zeros((0, *images.shape[2:], images.shape[1]), np.uint8), record
     return torch.cat(out).numpy(), record

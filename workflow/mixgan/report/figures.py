@@ -89,7 +89,62 @@ def sample_grid(spec: dict[str, Any]) -> plt.Figure:
     return figure
 
 
-DRAWERS = {"training_curve": training_curves, "sample_grid": sample_grid}
+def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
+    """For the same pairs: x1, x2, mixup, CutMix, AugMix and ScoreMix (the paper's Figure 3).
+
+    Pairs and weights come from a fixed seed; lambda ~ Beta(alpha, alpha) as in ScoreMix, and
+    each row is labelled with its lambda.
+    """
+    import torch
+
+    from mixgan.augment.mixing import MIXERS
+    from mixgan.augment.scoremix import ScoreMixer, draw_pairs
+    from mixgan.io import read_json
+    from mixgan.scores import sample_lambdas
+    from mixgan.train.scorenet import load_score_net
+
+    cells = [c for c in spec["cells"] if not c["pending"]]
+    if not cells:
+        raise ValueError(f"{spec['id']}: every cell is pending")
+    cell = cells[0]
+    names = [image["name"] for image in read_json(cell["subset"])["images"]]
+    pixels = torch.from_numpy(read_image_zip(cell["data"], names)).permute(0, 3, 1, 2).float() / 255
+    count = spec.get("samples") or 4
+    generator = torch.Generator().manual_seed(0)
+    lam = sample_lambdas(count, cell["scoremix"]["alpha"], generator=generator)
+    pairs = draw_pairs(len(pixels), count, generator)
+    x1, x2 = pixels[pairs[:, 0]], pixels[pairs[:, 1]]
+    mixers = {
+        "mixup": MIXERS["mixup"],
+        "CutMix": MIXERS["cutmix"],
+        "AugMix": MIXERS["augmix"],
+        "ScoreMix": ScoreMixer.from_part(load_score_net(cell["scorenet"]), cell["scoremix"]),
+    }
+    columns = {"x1": x1, "x2": x2}
+    columns.update({name: mix(x1, x2, lam, generator) for name, mix in mixers.items()})
+    figure, axes = plt.subplots(
+        count, len(columns), figsize=(1.6 * len(columns), 1.6 * count + 0.8), squeeze=False
+    )
+    for col, (name, images) in enumerate(columns.items()):
+        for row in range(count):
+            axis = axes[row, col]
+            axis.imshow(images[row].permute(1, 2, 0).clamp(0, 1).numpy())
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=10)
+            if col == 0:
+                axis.set_ylabel(f"λ = {float(lam[row]):.2f}", fontsize=9)
+    figure.suptitle(_title(spec), fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+DRAWERS = {
+    "training_curve": training_curves,
+    "sample_grid": sample_grid,
+    "augmentation_grid": augmentation_grid,
+}
 
 
 def draw_figure(spec: dict[str, Any], inputs: Sequence[Path], out_png: Path, out_pdf: Path) -> None:

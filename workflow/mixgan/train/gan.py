@@ -40,7 +40,7 @@ from mixgan.train.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from mixgan.train.parts import Part, build_parts
+from mixgan.train.parts import Part, PartInputs, build_parts
 from mixgan.train.progress import CurveWriter, StopFlag, Throughput
 
 CURVE_COLUMNS = [
@@ -68,6 +68,7 @@ class TrainPaths:
     network_out: Path
     curve_out: Path
     augmented_zip: Path | None = None
+    scorenet: Path | None = None
     reference_features: Path | None = None
     inception: Path | None = None
 
@@ -114,7 +115,8 @@ class GANTrainer:
         self.train_cfg = spec["backbone"]["train"]
         self.device = pick_device(spec["device"])
         seed_everything(spec["seed"])
-        self.parts = build_parts(spec["method"]["parts"], paths.augmented_zip)
+        inputs = PartInputs(paths.augmented_zip, paths.scorenet, self.device)
+        self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
         self.g_kwargs, d_kwargs = network_kwargs(spec)
         self.G = Generator(**self.g_kwargs).to(self.device).train()
@@ -203,6 +205,8 @@ class GANTrainer:
         with torch.no_grad():
             fake = self.generate(batch)
         real = self.real_batch(batch)
+        for part in self.parts:
+            real = part.augment_real(real)
         logits_fake = self.discriminate(fake)
         logits_real = self.discriminate(real)
         loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()

@@ -3,30 +3,44 @@
 A method is a list of named parts from the config (``[diffaug, scoremix]``). Each part may
 act at these points of the loop, in this order of stages:
 
-1. ``extra_real`` — extra images D sees as real (ScoreMix's static augmented set);
+1. ``extra_real`` — extra images D sees as real (ScoreMix's static augmented set), and
+   ``augment_real`` — transform the real batch (ScoreMix's online, growing-mu mode);
 2. ``augment_d_input`` — transform every image batch D sees (DiffAugment);
-3. ``d_regularizer`` / ``g_regularizer`` — extra loss terms;
+3. ``d_regularizer`` — extra loss terms of D;
 4. ``after_d_step`` — read D's outputs (adaptive schedules).
 
-A new augmentation or regularizer is one class here and one ``kind`` in the config schema
-(and ``mixgan.registry.PARTS``).
+A new augmentation or regularizer is one class here, one entry of ``PART_BUILDERS`` and one
+``kind`` in the config schema (and ``mixgan.registry.PARTS``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from mixgan.augment.diffaug import diff_augment
+from mixgan.augment.scoremix import ScoreMixer
 from mixgan.data.imagezip import read_image_zip, to_tensor
+from mixgan.scores import sample_lambdas
+from mixgan.train.scorenet import load_score_net
+
+
+@dataclass
+class PartInputs:
+    """Files and device some parts need (from the training command's arguments)."""
+
+    augmented_zip: Path | None = None
+    scorenet: Path | None = None
+    device: torch.device = torch.device("cpu")
 
 
 class Part:
     """Base class: every hook is a no-op."""
 
-    kind: ClassVar[str]
     stage: ClassVar[int] = 0
 
     def __init__(self, name: str, settings: dict[str, Any]):
@@ -36,6 +50,10 @@ class Part:
     def extra_real(self) -> torch.Tensor | None:
         """NCHW uint8 images to add to the real pool, or ``None``."""
         return None
+
+    def augment_real(self, real: torch.Tensor) -> torch.Tensor:
+        """Transform the real batch ([-1, 1]) before D sees it."""
+        return real
 
     def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
         return images
@@ -62,17 +80,12 @@ class Part:
 class ScoreMixStatic(Part):
     """ScoreMix with a static ratio mu: the augmented set (mu x N images) is extra real data."""
 
-    kind = "scoremix"
     stage = 1
 
     def __init__(self, name: str, settings: dict[str, Any], augmented_zip: Path | None):
         super().__init__(name, settings)
-        if settings["mu"] == "growing":
-            raise ValueError(f"part {name}: growing mu (online ScoreMix) is not implemented yet")
         if settings["mu"] > 0 and augmented_zip is None:
-            raise ValueError(
-                f"part {name}: mu = {settings['mu']} needs its augmented set (--augmented)"
-            )
+            raise ValueError(f"part {name}: mu = {settings['mu']} needs its augmented set")
         self.augmented_zip = augmented_zip
 
     def extra_real(self) -> torch.Tensor | None:
@@ -81,29 +94,71 @@ class ScoreMixStatic(Part):
         return to_tensor(read_image_zip(self.augmented_zip))
 
 
+class ScoreMixOnline(Part):
+    """ScoreMix with growing mu: at each D step, with probability ``probability``, the real
+    batch is replaced by ScoreMix images of pairs drawn within it, so the number of augmented
+    images D has seen grows without bound (mu -> infinity, Figure 4's "growing" curve)."""
+
+    stage = 1
+
+    def __init__(self, name: str, settings: dict[str, Any], mixer: ScoreMixer):
+        super().__init__(name, settings)
+        self.mixer = mixer
+        self.augmented_batches = 0
+
+    def augment_real(self, real: torch.Tensor) -> torch.Tensor:
+        count = len(real)
+        if count < 2 or torch.rand(()) >= self.settings["probability"]:
+            return real
+        partner = (torch.arange(count) + torch.randint(1, count, (count,))) % count
+        lam = sample_lambdas(count, self.settings["alpha"])
+        images = (real + 1) / 2
+        self.augmented_batches += 1
+        return self.mixer(images, images[partner.to(real.device)], lam) * 2 - 1
+
+    def stats(self) -> dict[str, float]:
+        return {"scoremix_batches": float(self.augmented_batches)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"augmented_batches": self.augmented_batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.augmented_batches = state.get("augmented_batches", 0)
+
+
 class DiffAugment(Part):
     """DiffAugment on every image D sees, real and fake (Zhao et al. 2020)."""
 
-    kind = "diffaug"
     stage = 2
 
     def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.settings["policy"])
 
 
-PART_CLASSES: dict[str, type[Part]] = {cls.kind: cls for cls in (ScoreMixStatic, DiffAugment)}
+def _scoremix(name: str, settings: dict[str, Any], inputs: PartInputs) -> Part:
+    if settings["mu"] != "growing":
+        return ScoreMixStatic(name, settings, inputs.augmented_zip)
+    if inputs.scorenet is None:
+        raise ValueError(f"part {name}: growing mu needs the score network (--scorenet)")
+    score_net = load_score_net(inputs.scorenet, inputs.device)
+    return ScoreMixOnline(name, settings, ScoreMixer.from_part(score_net, settings))
 
 
-def build_parts(part_specs: list[dict[str, Any]], augmented_zip: Path | None = None) -> list[Part]:
+#: part kind -> builder(name, settings, inputs)
+PART_BUILDERS: dict[str, Callable[[str, dict[str, Any], PartInputs], Part]] = {
+    "scoremix": _scoremix,
+    "diffaug": lambda name, settings, inputs: DiffAugment(name, settings),
+}
+
+
+def build_parts(part_specs: list[dict[str, Any]], inputs: PartInputs | None = None) -> list[Part]:
     """Instantiate a method's parts, ordered by stage (config order within a stage)."""
+    inputs = inputs or PartInputs()
     parts: list[Part] = []
     for spec in part_specs:
-        settings = {k: v for k, v in spec.items() if k not in ("name", "kind")}
-        cls = PART_CLASSES.get(spec["kind"])
-        if cls is None:
+        builder = PART_BUILDERS.get(spec["kind"])
+        if builder is None:
             raise ValueError(f"part {spec['name']}: kind '{spec['kind']}' is not implemented yet")
-        if cls is ScoreMixStatic:
-            parts.append(cls(spec["name"], settings, augmented_zip))
-        else:
-            parts.append(cls(spec["name"], settings))
+        settings = {k: v for k, v in spec.items() if k not in ("name", "kind")}
+        parts.append(builder(spec["name"], settings, inputs))
     return sorted(parts, key=lambda p: p.stage)
