@@ -195,6 +195,8 @@ def test_paper_study_dry_run_builds_its_dag(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, flags=re.MULTILINE))
-    # Every runnable run of the paper grid is trained once, sampled once, tabulated.
-    assert int(stats["train_gan"]) > 100 and int(stats["sample"]) <= int(stats["train_gan"])
-    assert int(stats["table"]) >= 3
+    # GAN runs are trained, score-based rows sampled from score networks, tables written;
+    # AFHQ (Figure 3) is missing here, so the DAG fetches it with its download rule.
+    assert int(stats["train_gan"]) > 100 and int(stats["sample"]) > 100
+    assert int(stats["train_scorenet"]) >= 1 and int(stats["table"]) >= 3
+    assert int(stats["download_afhq"]) == 1
