@@ -92,8 +92,9 @@ def sample_grid(spec: dict[str, Any]) -> plt.Figure:
 def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     """For the same pairs: x1, x2, mixup, CutMix, AugMix and ScoreMix (the paper's Figure 3).
 
-    Pairs and weights come from a fixed seed; lambda ~ Beta(alpha, alpha) as in ScoreMix, and
-    each row is labelled with its lambda.
+    Pairs and weights come from a fixed seed. lambda ~ Beta(alpha, alpha) as in ScoreMix, but
+    kept to [0.3, 0.7] for the figure (Beta(0.2, 0.2) mostly draws near 0 or 1, where every
+    method nearly copies one image); each row is labelled with its lambda.
     """
     import torch
 
@@ -111,7 +112,8 @@ def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     pixels = torch.from_numpy(read_image_zip(cell["data"], names)).permute(0, 3, 1, 2).float() / 255
     count = spec.get("samples") or 4
     generator = torch.Generator().manual_seed(0)
-    lam = sample_lambdas(count, cell["scoremix"]["alpha"], generator=generator)
+    lam = sample_lambdas(1000, cell["scoremix"]["alpha"], generator=generator)
+    lam = lam[(lam >= 0.3) & (lam <= 0.7)][:count]
     pairs = draw_pairs(len(pixels), count, generator)
     x1, x2 = pixels[pairs[:, 0]], pixels[pairs[:, 1]]
     mixers = {
