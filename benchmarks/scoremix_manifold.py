@@ -89,6 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--ngf", type=int, default=8)
+    parser.add_argument("--ema", type=float, default=0.999, help="EMA rate of the score net")
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "scoremix_manifold.json"
@@ -106,6 +107,7 @@ def main() -> int:
         train = read_image_zip(work / "p.zip", [i["name"] for i in subset["images"]])
         train_t = torch.from_numpy(train).permute(0, 3, 1, 2).contiguous()
         settings = {
+            "ema": args.ema,
             "ngf": args.ngf,
             "iterations": args.iterations,
             "checkpoint_every": 500,
@@ -169,6 +171,8 @@ def main() -> int:
             k: score_summary[k] for k in ("sigma_max", "num_levels", "final_loss", "iterations")
         },
         "settings": {
+            "ema": args.ema,
+            "iterations": args.iterations,
             "ngf": args.ngf,
             "pairs": args.pairs,
             "mid_lambda_pairs": int(mask.sum()),

@@ -108,3 +108,34 @@ def test_augmented_sets_are_seeded_and_nested_in_mu():
     assert np.array_equal(large[:10], small)  # the mu = 2 set is a prefix of the mu = 6 set
     assert large_record["pairs"][:10] == small_record["pairs"]
     assert large_record["lambdas"][:10] == small_record["lambdas"]
+
+
+class MixtureScore(torch.nn.Module):
+    """The exact score of a finite training set blurred by each noise level (a Gaussian
+    mixture centred on the training images), with ScoreNet's call."""
+
+    def __init__(self, data: torch.Tensor, sigmas: torch.Tensor):
+        super().__init__()
+        self.data = data
+        self.register_buffer("sigmas", sigmas)
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        sigma = self.sigmas[levels].view(-1, 1)
+        flat, points = x.flatten(1), self.data.flatten(1)
+        weights = torch.softmax(-(torch.cdist(flat, points) ** 2) / (2 * sigma**2), dim=1)
+        return ((weights @ points - flat) / sigma**2).view_as(x)
+
+
+def test_scoremix_with_the_exact_score_moves_mixtures_onto_the_data():
+    data = images(0, n=4, size=8)
+    net = MixtureScore(data, geometric_sigmas(5.0, 0.01, 0.9))
+    lam = torch.tensor([0.3, 0.6, 0.7, 0.8])
+    x1, x2 = data[[0, 1, 2, 3]], data[[1, 2, 3, 0]]
+
+    def nearest(x: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(x.flatten(1), data.flatten(1)).min(dim=1).values
+
+    before = nearest(mixup(x1, x2, lam))
+    after = nearest(ScoreMixer(net)(x1, x2, lam))
+    assert (before > 1.0).all()  # mixtures lie off the data
+    assert (after < 1e-3).all()  # ScoreMix climbs the density to the nearest training image
