@@ -145,7 +145,7 @@ def scoremix(
     x = (weight * x1 + (1 - weight) * x2).detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / max(steps, 1))
-    losses = torch.zeros(steps)
+    losses = torch.zeros(steps, device=x.device)  # on x's device: no host sync per step
     with torch.enable_grad():
         for k in range(steps):
             loss = score_net(x, levels).square().sum()
@@ -159,7 +159,7 @@ def scoremix(
         with torch.no_grad():
             x = x + sigmas[index] ** 2 * score_net(x, torch.full_like(levels, index))
     x = x.clamp(0, 1)
-    return (x, losses) if return_losses else x
+    return (x, losses.cpu()) if return_losses else x
 
 
 # -- sampling from the score network itself (the NCSNv2 and SMLD rows of Table 2) ---------------

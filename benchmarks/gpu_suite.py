@@ -1,0 +1,673 @@
+"""GPU checks and speeds, one section per process (for a lent H100/H200 machine).
+
+    python benchmarks/gpu_suite.py SECTION --out results.json [--smoke] [--weights FILE]
+
+Sections (``all`` runs them in this order, each in its own process with a time limit):
+
+* ``env``: torch, CUDA and the device;
+* ``consistency``: the networks and ScoreMix give the same numbers on the GPU as on the CPU
+  (strict fp32), and demo-scale training (score network, then StyleGAN2 with DiffAugment and
+  online ScoreMix) and the NCSNv2 sampler run on the GPU;
+* ``scoremix``: Algorithm 1 at 256² with the full-size score network (ngf 128): images per
+  second per batch size and numeric precision, and the augment rule's own code path
+  (``make_augmented_set``) for one batch of 100 steps;
+* ``scorenet``: seconds per iteration of score-network training at 256², batch 32;
+* ``inception``: Inception-v3 feature throughput (network alone, and the whole clean-fid
+  pipeline from a zip of PNGs) and how much TF32/bf16 move FID on the same images;
+* ``stylegan2``: sec/kimg and GPU memory of the StyleGAN2 training step at 256², batch 64, on
+  synthetic data, per precision and memory format;
+* ``compile``: the same with the generator under ``torch.compile``.
+
+Each section merges its numbers into the ``--out`` JSON as it finishes, so a run cut off at its
+time limit keeps what it measured. ``--smoke`` runs every section at toy sizes on the CPU to
+check the script itself. ``--weights`` is the Inception file; a ``.fp16.pt`` file (a copy
+rounded to float16 so it fits the device machine's upload limit) is expanded to float32 first
+and every number computed with it says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+from mixgan.config import Study, load_config_file, validate_config  # noqa: E402
+from mixgan.data.procedural import generate_shapes  # noqa: E402
+from mixgan.nets.ncsn import ScoreNet  # noqa: E402
+from mixgan.nets.stylegan2 import Discriminator, Generator, count_parameters  # noqa: E402
+from mixgan.scores import (  # noqa: E402
+    annealed_langevin,
+    dsm_loss,
+    geometric_sigmas,
+    max_pairwise_distance,
+    scoremix,
+)
+
+LOG = logging.getLogger("gpu_suite")
+SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "stylegan2", "compile")
+TIME_LIMITS = {
+    "env": 30,
+    "consistency": 80,
+    "scoremix": 100,
+    "scorenet": 50,
+    "inception": 100,
+    "stylegan2": 120,
+    "compile": 90,
+}
+PRECISIONS = ("fp32", "default", "tf32", "bf16")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def precision(mode: str, device: torch.device) -> Iterator[None]:
+    """fp32: no TF32 anywhere; default: PyTorch's defaults (TF32 in cuDNN convolutions only);
+    tf32: TF32 in matmuls and convolutions; bf16: tf32 plus bf16 autocast."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if mode == "fp32":
+        flags = (False, False)
+    elif mode == "default":
+        flags = (False, True)
+    else:
+        flags = (True, True)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if mode == "bf16"
+        else contextlib.nullcontext()
+    )
+    try:
+        with autocast:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    sync(device)
+    tic = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - tic, out
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
+def is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
+
+
+def merge_result(path: Path, section: str, values: dict[str, Any]) -> None:
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[section] = values
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(path)
+
+
+def shapes(count: int, resolution: int, classes: int, seed: int) -> np.ndarray:
+    """NHWC uint8 procedural images (the demo's generator), made in parallel chunks."""
+    chunk = 250
+    jobs = [
+        (min(chunk, count - start), resolution, classes, 2, seed * 1_000_003 + start)
+        for start in range(0, count, chunk)
+    ]
+    if len(jobs) == 1:
+        return generate_shapes(*jobs[0])[0]
+    with multiprocessing.get_context("spawn").Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+        parts = pool.starmap(generate_shapes, jobs)
+    return np.concatenate([images for images, _, _ in parts])
+
+
+def synthetic_pool(count: int, resolution: int) -> torch.Tensor:
+    """Uniform random NCHW uint8 images, the synthetic data of NVIDIA's speed measurement."""
+    return torch.randint(0, 256, (count, 3, resolution, resolution), dtype=torch.uint8)
+
+
+def paper_study() -> Study:
+    return Study(
+        validate_config(load_config_file(REPO / "config" / "config.yaml")), check_paths=False
+    )
+
+
+def demo_study() -> Study:
+    return Study(
+        validate_config(load_config_file(REPO / "config" / "demo.yaml")), check_paths=False
+    )
+
+
+def gan_trainer(spec: dict[str, Any], pool: torch.Tensor, scorenet: Path | None = None):
+    """A GANTrainer whose real images are ``pool`` (NCHW uint8) instead of a subset zip."""
+    from mixgan.train import gan
+
+    paths = gan.TrainPaths(
+        Path("unused.zip"), Path("unused.json"), Path("unused"), Path("unused.pt"),
+        Path("unused.csv"), scorenet=scorenet,
+    )  # fmt: skip
+    original = gan.load_real_pool
+    gan.load_real_pool = lambda paths, parts: (pool, len(pool))
+    try:
+        return gan.GANTrainer(spec, paths, LOG)
+    finally:
+        gan.load_real_pool = original
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def section_env(ctx: dict[str, Any]) -> dict[str, Any]:
+    device = ctx["device"]
+    out = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "device": str(device),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        out.update(
+            name=props.name,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            multiprocessors=props.multi_processor_count,
+        )
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm", "--format=csv"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        out["nvidia_smi"] = smi.stdout.strip()
+    return out
+
+
+def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
+    device, out = ctx["device"], {}
+    cpu = torch.device("cpu")
+    with precision("fp32", device):
+        torch.manual_seed(0)
+        G = Generator(
+            z_dim=64, w_dim=64, mapping_layers=2, c_dim=0, img_resolution=32, img_channels=3,
+            channel_base=1024, channel_max=64,
+        ).eval()  # fmt: skip
+        D = Discriminator(
+            c_dim=0, img_resolution=32, img_channels=3, channel_base=1024, channel_max=64,
+            mbstd_group_size=4,
+        ).eval()  # fmt: skip
+        z = torch.randn(8, 64)
+        with torch.no_grad():
+            img_cpu = G(z, None, noise_mode="const")
+            img_dev = G.to(device)(z.to(device), None, noise_mode="const").cpu()
+            logits_cpu = D(img_cpu, None)
+            logits_dev = D.to(device)(img_cpu.to(device), None).cpu()
+        out["generator_max_abs_diff"] = (img_cpu - img_dev).abs().max().item()
+        out["discriminator_max_abs_diff"] = (logits_cpu - logits_dev).abs().max().item()
+
+        sigmas = geometric_sigmas(20.0, 0.01, 0.9)
+        net = ScoreNet(sigmas, 32, 3, ngf=16).eval().requires_grad_(False)
+        x = torch.rand(8, 3, 32, 32)
+        levels = torch.randint(len(sigmas), (8,))
+        with torch.no_grad():
+            score_cpu = net(x, levels)
+            score_dev = net.to(device)(x.to(device), levels.to(device)).cpu()
+        out["scorenet_max_rel_diff"] = (
+            (score_cpu - score_dev).abs().max() / score_cpu.abs().max()
+        ).item()
+
+        x1, x2, lam = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32), torch.rand(8)
+        mixed_dev = scoremix(x1.to(device), x2.to(device), net, lam).cpu()
+        mixed_cpu = scoremix(x1, x2, net.to(cpu), lam)
+        diff = (mixed_cpu - mixed_dev).abs()
+        out["scoremix_100_steps_max_abs_diff"] = diff.max().item()
+        out["scoremix_100_steps_mean_abs_diff"] = diff.mean().item()
+
+    # Demo-scale training on the device: score network, then StyleGAN2 + DiffAugment + online
+    # ScoreMix (growing mu, probability forced to 1 so every D step mixes), then NCSNv2.
+    from mixgan.train.scorenet import DEFAULTS, load_score_net, train_score_net
+
+    study = demo_study()
+    images = torch.from_numpy(shapes(50, 32, 3, seed=0)).permute(0, 3, 1, 2).contiguous()
+    work = Path(tempfile.mkdtemp())
+    dataset, subset, scorenet = study.scorenet_jobs()[0]
+    scorenet_spec = study.scorenet_spec(dataset, subset, scorenet)
+    settings = {key: scorenet_spec[key] for key in DEFAULTS if key in scorenet_spec}
+    settings.update(iterations=20, log_every=10, checkpoint_every=20, device=device.type)
+    seconds, summary = timed(lambda: train_score_net(images, settings, work, LOG), device)
+    out["demo_scorenet_20_iterations_s"] = round(seconds, 2)
+    runs = [
+        key for key in study.runnable_runs()
+        if any(p.get("mu") == "growing" for p in study.method_parts(key.method))
+    ]  # fmt: skip
+    spec = copy.deepcopy(study.run_spec(runs[0]))
+    spec["device"] = device.type
+    for part in spec["method"]["parts"]:
+        if part["kind"] == "scoremix":
+            part["probability"] = 1.0
+    spec["method"]["parts"].append(
+        {"name": "diffaug_check", "kind": "diffaug", "policy": "color,translation,cutout"}
+    )
+    trainer = gan_trainer(spec, images, work / "scorenet.pt")
+    losses = [trainer.train_step() for _ in range(4)]
+    out["demo_gan_run"] = runs[0].id
+    out["demo_gan_parts"] = [p.name for p in trainer.parts]
+    out["demo_gan_losses_finite"] = all(
+        torch.isfinite(v).all().item() for row in losses for v in row.values()
+    )
+    out["demo_gan_part_stats"] = {part.name: part.stats() for part in trainer.parts}
+    net = load_score_net(work / "scorenet.pt", device)
+    samples = annealed_langevin(net, 4, steps_each=1)
+    out["ncsnv2_sampler_finite_in_range"] = bool(
+        torch.isfinite(samples).all() and samples.min() >= 0 and samples.max() <= 1
+    )
+    return out
+
+
+def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
+    from mixgan.augment.scoremix import ScoreMixer, make_augmented_set
+
+    device, smoke = ctx["device"], ctx["smoke"]
+    resolution, ngf = (32, 8) if smoke else (256, 128)
+    images = torch.from_numpy(shapes(128, resolution, 4, seed=1)).permute(0, 3, 1, 2).contiguous()
+    tic = time.perf_counter()
+    sigma_max = max_pairwise_distance(images.to(device))
+    out: dict[str, Any] = {
+        "resolution": resolution,
+        "ngf": ngf,
+        "data": "procedural shapes (stand-in data; speed does not depend on it)",
+        "sigma_max_of_128_images": round(sigma_max, 3),
+        "sigma_max_seconds": round(time.perf_counter() - tic, 3),
+    }
+    sigmas = geometric_sigmas(sigma_max, 0.01, 0.99)
+    net = ScoreNet(sigmas, resolution, 3, ngf).to(device).eval().requires_grad_(False)
+    out["levels"], out["parameters"] = len(sigmas), count_parameters(net)
+    x = images.float() / 255
+
+    def per_step(batch: int, mode: str, memory_format=torch.contiguous_format) -> dict[str, Any]:
+        x1 = x[:batch].to(device).contiguous(memory_format=memory_format)
+        x2 = x[batch : 2 * batch].to(device).contiguous(memory_format=memory_format)
+        lam = torch.rand(batch)
+        reset_peak(device)
+        with precision(mode, device):
+            scoremix(x1, x2, net, lam, steps=2, final_denoise=False)  # warm-up
+            probe = 2 if smoke else 6
+            seconds, _ = timed(
+                lambda: scoremix(x1, x2, net, lam, steps=probe, final_denoise=False), device
+            )
+        step = seconds / probe
+        return {
+            "sec_per_step": round(step, 4),
+            "images_per_s_at_100_steps": round(batch / (101 * step), 2),
+            "peak_gib": peak_gib(device),
+        }
+
+    batches = (2, 4) if smoke else (16, 32, 64)
+    out["by_batch_default_precision"] = {}
+    for batch in batches:
+        try:
+            out["by_batch_default_precision"][batch] = per_step(batch, "default")
+            ctx["save"](out)
+        except RuntimeError as error:
+            if not is_oom(error):
+                raise
+            out["by_batch_default_precision"][batch] = "out of memory"
+            break
+    measured = {b: r for b, r in out["by_batch_default_precision"].items() if isinstance(r, dict)}
+    best = max(measured, key=lambda b: measured[b]["images_per_s_at_100_steps"])
+    out["by_precision"] = {}
+    for mode in PRECISIONS:
+        out["by_precision"][f"batch{best}_{mode}"] = per_step(best, mode)
+        ctx["save"](out)
+    out["by_precision"][f"batch{best}_tf32_channels_last"] = per_step(
+        best, "tf32", torch.channels_last
+    )
+    # How far reduced precision moves the result of the full algorithm (pixels in [0, 1]).
+    x1, x2, lam = x[:best].to(device), x[best : 2 * best].to(device), torch.rand(best)
+    steps = 10 if smoke else 100
+    results = {}
+    for mode in ("fp32", "tf32", "bf16"):
+        with precision(mode, device):
+            seconds, results[mode] = timed(lambda: scoremix(x1, x2, net, lam, steps=steps), device)
+        out[f"full_{steps}_steps_{mode}_seconds"] = round(seconds, 2)
+    for mode in ("tf32", "bf16"):
+        diff = (results[mode] - results["fp32"]).abs()
+        out[f"{mode}_vs_fp32_pixel_diff"] = {
+            "max": round(diff.max().item(), 5), "mean": round(diff.mean().item(), 6),
+        }  # fmt: skip
+    # The augment rule's code path: make_augmented_set, one batch, default precision.
+    part = {"mu": 1, "alpha": 0.2, "steps": steps, "lr": 0.005, "final_denoise": True, "seed": 0}
+    seconds, (augmented, info) = timed(
+        lambda: make_augmented_set(images[:best], ScoreMixer(net, steps), part, batch_size=best),
+        device,
+    )
+    out["make_augmented_set"] = {
+        "images": len(augmented), "steps": steps, "seconds": round(seconds, 2),
+        "images_per_s": round(len(augmented) / seconds, 2),
+    }  # fmt: skip
+    rate = out["make_augmented_set"]["images_per_s"] * steps / 100
+    out["mu10_of_1000_images_gpu_hours"] = round(10_000 / rate / 3600, 3)
+    return out
+
+
+def _dsm_training_seconds(
+    net: ScoreNet, data: torch.Tensor, batch: int, mode: str, iterations: int
+) -> float:
+    """Seconds for ``iterations`` steps of train_score_net's loop body: DSM loss, Adam, EMA."""
+    device = data.device
+    torch.manual_seed(0)
+    net = net.to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
+
+    def step() -> None:
+        loss = dsm_loss(net, data[torch.randint(len(data), (batch,))], net.sigmas)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
+                p_ema.lerp_(p, 0.001)
+
+    with precision(mode, device):
+        for _ in range(2):
+            step()
+        seconds, _ = timed(lambda: [step() for _ in range(iterations)], device)
+    return seconds
+
+
+def section_scorenet(ctx: dict[str, Any]) -> dict[str, Any]:
+    device, smoke = ctx["device"], ctx["smoke"]
+    resolution, ngf, batch = (32, 8, 4) if smoke else (256, 128, 32)
+    images = torch.from_numpy(shapes(64, resolution, 4, seed=2)).permute(0, 3, 1, 2).contiguous()
+    sigmas = geometric_sigmas(max_pairwise_distance(images), 0.01, 0.99)
+    out: dict[str, Any] = {"resolution": resolution, "ngf": ngf, "batch": batch}
+    iterations = 3 if smoke else 10
+    data = images.to(device).float() / 255
+    for mode in PRECISIONS:
+        reset_peak(device)
+        seconds = _dsm_training_seconds(
+            ScoreNet(sigmas, resolution, 3, ngf), data, batch, mode, iterations
+        )
+        out[mode] = {
+            "sec_per_iteration": round(seconds / iterations, 4),
+            "gpu_hours_300k_iterations": round(seconds / iterations * 300_000 / 3600, 2),
+            "peak_gib": peak_gib(device),
+        }
+        ctx["save"](out)
+    return out
+
+
+def _resize_clean(image: np.ndarray) -> np.ndarray:
+    from cleanfid.resize import build_resizer
+
+    return build_resizer("clean")(image).transpose(2, 0, 1)
+
+
+def _write_png_zip(path: Path, images: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for index, image in enumerate(images):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+            archive.writestr(f"{index:06d}.png", buffer.getvalue())
+
+
+def section_inception(ctx: dict[str, Any]) -> dict[str, Any]:
+    from mixgan.metrics.fid_kid import fid_from_features
+    from mixgan.metrics.inception import InceptionFeatures
+
+    device, smoke = ctx["device"], ctx["smoke"]
+    weights, label = ctx["inception"]
+    count, batch = (16, 8) if smoke else (3000, 500)
+    out: dict[str, Any] = {"weights": label, "images_per_set": count, "batch": batch}
+    tic = time.perf_counter()
+    set_a = shapes(count, 256, 3, seed=3)
+    set_b = shapes(count, 256, 4, seed=4)
+    out["make_images_s"] = round(time.perf_counter() - tic, 1)
+    workers = min(16, os.cpu_count() or 1)
+    tic = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        resized = [
+            torch.from_numpy(np.stack(pool.map(_resize_clean, list(s), chunksize=32)))
+            for s in (set_a, set_b)
+        ]
+    seconds = time.perf_counter() - tic
+    out["clean_resize_images_per_s"] = {"workers": workers, "value": round(2 * count / seconds, 1)}
+
+    extractor = InceptionFeatures(weights, device=device.type, batch_size=batch)
+    features: dict[str, list[np.ndarray]] = {}
+    for mode in ("fp32", "default", "tf32", "bf16"):
+        with precision(mode, device), torch.no_grad():
+            extractor(resized[0][:batch])  # warm-up
+            feats, seconds = [], 0.0
+            for images in resized:
+                chunks = []
+                for start in range(0, count, batch):
+                    part = images[start : start + batch].to(device, non_blocking=True).float()
+                    took, f = timed(lambda p=part: extractor(p), device)
+                    seconds += took
+                    chunks.append(f.float().cpu().numpy().astype(np.float64))
+                feats.append(np.concatenate(chunks))
+        features[mode] = feats
+        out[f"network_{mode}"] = {
+            "images_per_s": round(2 * count / seconds, 1),
+            "fid_a_b": round(fid_from_features(*feats), 4),
+            "fid_a_first_half_vs_second_half": round(
+                fid_from_features(feats[0][: count // 2], feats[0][count // 2 :]), 4
+            ),
+        }
+        ctx["save"](out)
+    for mode in ("default", "tf32", "bf16"):
+        out[f"network_{mode}"]["fid_change_vs_fp32"] = round(
+            out[f"network_{mode}"]["fid_a_b"] - out["network_fp32"]["fid_a_b"], 5
+        )
+        out[f"network_{mode}"]["max_feature_diff_vs_fp32"] = float(
+            np.abs(features[mode][0] - features["fp32"][0]).max()
+        )
+
+    # The whole pipeline the metric rules run: PNGs in a zip -> clean resize -> features.
+    with tempfile.TemporaryDirectory() as tmp:
+        zip_path = Path(tmp) / "a.zip"
+        _write_png_zip(zip_path, set_a)
+        extractor.batch_size = 250 if not smoke else 8
+        for mode in ("default", "tf32"):
+            with precision(mode, device):
+                seconds, (feats, _) = timed(lambda: extractor.of_zip(zip_path), device)
+            out[f"pipeline_{mode}"] = {
+                "images_per_s": round(count / seconds, 1),
+                "seconds_for_50k_extrapolated": round(50_000 * seconds / count, 1),
+                "max_feature_diff_vs_network_fp32": float(
+                    np.abs(feats - features["fp32"][0]).max()
+                ),
+            }
+            ctx["save"](out)
+    return out
+
+
+def _stylegan2_spec(ctx: dict[str, Any]) -> dict[str, Any]:
+    study = paper_study()
+    baseline = next(
+        key for key in study.runnable_runs()
+        if key.backbone == "stylegan2" and not study.method_parts(key.method)
+    )  # fmt: skip
+    spec = copy.deepcopy(study.run_spec(baseline))
+    spec["device"] = ctx["device"].type
+    spec["run"] = baseline.id
+    if ctx["smoke"]:
+        spec["resolution"] = 32
+        spec["backbone"].update(channel_base=512, channel_max=32)
+        spec["backbone"]["train"]["batch"] = 8
+    return spec
+
+
+def _time_trainer(trainer, mode: str, steps: int, device: torch.device) -> dict[str, Any]:
+    batch = trainer.train_cfg["batch"]
+    reset_peak(device)
+    with precision(mode, device):
+        warm = 3  # the first step includes a lazy R1 step
+        seconds_warm, _ = timed(lambda: [trainer.train_step() for _ in range(warm)], device)
+        seconds, rows = timed(lambda: [trainer.train_step() for _ in range(steps)], device)
+    finite = all(torch.isfinite(v).all().item() for row in rows for v in row.values())
+    return {
+        "sec_per_kimg": round(seconds / (steps * batch / 1000), 2),
+        "steps_timed": steps,
+        "r1_steps_included": sum(
+            1
+            for s in range(trainer.step - steps, trainer.step)
+            if s % trainer.train_cfg["r1_interval"] == 0
+        ),  # fmt: skip
+        "warmup_s": round(seconds_warm, 1),
+        "peak_gib": peak_gib(device),
+        "losses_finite": finite,
+    }
+
+
+def section_stylegan2(ctx: dict[str, Any]) -> dict[str, Any]:
+    device, smoke = ctx["device"], ctx["smoke"]
+    spec = _stylegan2_spec(ctx)
+    resolution = spec["resolution"]
+    pool = synthetic_pool(32 if smoke else 1000, spec["resolution"])
+    backbone = spec["backbone"]
+    out: dict[str, Any] = {
+        "run": spec["run"],
+        "resolution": resolution,
+        "batch": backbone["train"]["batch"],
+        "channel_base": backbone["channel_base"],
+        "mbstd_group": backbone["mbstd_group"],
+        "r1_interval": backbone["train"]["r1_interval"],
+        "data": "uniform random uint8 (synthetic)",
+    }
+    steps = 4 if smoke else 16  # 1.024 kimg at batch 64, one lazy R1 step (interval 16)
+    variants = [
+        ("default", False), ("tf32", False), ("tf32", True), ("bf16", True), ("fp32", False),
+    ]  # fmt: skip
+    for mode, channels_last in variants:
+        trainer = gan_trainer(spec, pool)
+        if channels_last:
+            trainer.G.to(memory_format=torch.channels_last)
+            trainer.D.to(memory_format=torch.channels_last)
+        name = mode + ("_channels_last" if channels_last else "")
+        if "parameters" not in out:
+            out["parameters"] = {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)}
+        out[name] = _time_trainer(trainer, mode, steps, device)
+        ctx["save"](out)
+        del trainer
+    return out
+
+
+def section_compile(ctx: dict[str, Any]) -> dict[str, Any]:
+    device, smoke = ctx["device"], ctx["smoke"]
+    spec = _stylegan2_spec(ctx)
+    pool = synthetic_pool(32 if smoke else 1000, spec["resolution"])
+    trainer = gan_trainer(spec, pool)
+    # D is left eager: lazy R1 differentiates through it twice, which torch.compile refuses.
+    trainer.G.synthesis = torch.compile(trainer.G.synthesis)
+    trainer.G.mapping = torch.compile(trainer.G.mapping)
+    return {"tf32_compiled_generator": _time_trainer(trainer, "tf32", 4 if smoke else 16, device)}
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "env": section_env,
+    "consistency": section_consistency,
+    "scoremix": section_scoremix,
+    "scorenet": section_scorenet,
+    "inception": section_inception,
+    "stylegan2": section_stylegan2,
+    "compile": section_compile,
+}
+
+
+def inception_weights(path: Path | None) -> tuple[Path | None, str]:
+    """The float32 Inception file to use and how to label numbers computed with it."""
+    from mixgan.io import sha256_file, write_json
+    from mixgan.metrics.weights import INCEPTION_FILE, record_path
+
+    if path is None:
+        return None, "none"
+    if not path.name.endswith(".fp16.pt"):
+        return path, "real weights"
+    expanded = Path(tempfile.gettempdir()) / "gpu_suite_weights" / INCEPTION_FILE
+    if not expanded.is_file():
+        expanded.parent.mkdir(parents=True, exist_ok=True)
+        module = torch.jit.load(str(path), map_location="cpu").float()
+        torch.jit.save(module, str(expanded))
+        write_json(record_path(expanded), {"sha256": sha256_file(expanded), "stand_in": False})
+    return expanded, "real Inception weights rounded to float16 (carried copy), run in float32"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("section", choices=(*SECTIONS, "all"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
+    parser.add_argument("--weights", type=Path, help="Inception weights (.pt or .fp16.pt)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.section == "all":
+        for section in SECTIONS:
+            command = [sys.executable, __file__, section, "--out", str(args.out)]
+            command += ["--smoke"] if args.smoke else []
+            command += ["--weights", str(args.weights)] if args.weights else []
+            tic = time.perf_counter()
+            try:
+                done = subprocess.run(command, timeout=TIME_LIMITS[section], check=False)
+                status = f"exit {done.returncode}"
+            except subprocess.TimeoutExpired:
+                status = f"stopped at its {TIME_LIMITS[section]} s limit"
+            print(f"== {section}: {status} after {time.perf_counter() - tic:.0f} s", flush=True)
+        return
+    if args.section == "inception" and args.weights is None:
+        parser.error("the inception section needs --weights")
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    if args.smoke:
+        torch.set_num_threads(2)
+    ctx = {
+        "device": device,
+        "smoke": args.smoke,
+        "inception": inception_weights(args.weights),
+        "save": lambda partial: merge_result(args.out, args.section, {**partial, "partial": True}),
+    }
+    tic = time.perf_counter()
+    values = RUNNERS[args.section](ctx)
+    values["section_seconds"] = round(time.perf_counter() - tic, 1)
+    merge_result(args.out, args.section, values)
+    print(json.dumps({args.section: values}, indent=1, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
