@@ -66,9 +66,9 @@ SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "stylegan
 TIME_LIMITS = {
     "env": 30,
     "consistency": 80,
-    "scoremix": 100,
-    "scorenet": 50,
-    "inception": 100,
+    "scoremix": 105,
+    "scorenet": 45,
+    "inception": 80,
     "stylegan2": 120,
     "compile": 90,
 }
@@ -140,7 +140,9 @@ def merge_result(path: Path, section: str, values: dict[str, Any]) -> None:
 
 
 def shapes(count: int, resolution: int, classes: int, seed: int) -> np.ndarray:
-    """NHWC uint8 procedural images (the demo's generator), made in parallel chunks."""
+    """NHWC uint8 procedural images (the demo's generator), made in parallel chunks.
+
+    Worker processes are forked, so call this before CUDA is initialised."""
     chunk = 250
     jobs = [
         (min(chunk, count - start), resolution, classes, 2, seed * 1_000_003 + start)
@@ -148,7 +150,7 @@ def shapes(count: int, resolution: int, classes: int, seed: int) -> np.ndarray:
     ]
     if len(jobs) == 1:
         return generate_shapes(*jobs[0])[0]
-    with multiprocessing.get_context("spawn").Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+    with multiprocessing.get_context("fork").Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
         parts = pool.starmap(generate_shapes, jobs)
     return np.concatenate([images for images, _, _ in parts])
 
@@ -333,7 +335,7 @@ def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
             "peak_gib": peak_gib(device),
         }
 
-    batches = (2, 4) if smoke else (16, 32, 64)
+    batches = () if ctx["quick"] else (2, 4) if smoke else (8, 16, 32, 64)
     out["by_batch_default_precision"] = {}
     for batch in batches:
         try:
@@ -344,40 +346,37 @@ def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
                 raise
             out["by_batch_default_precision"][batch] = "out of memory"
             break
-    measured = {b: r for b, r in out["by_batch_default_precision"].items() if isinstance(r, dict)}
-    best = max(measured, key=lambda b: measured[b]["images_per_s_at_100_steps"])
-    out["by_precision"] = {}
-    for mode in PRECISIONS:
-        out["by_precision"][f"batch{best}_{mode}"] = per_step(best, mode)
-        ctx["save"](out)
-    out["by_precision"][f"batch{best}_tf32_channels_last"] = per_step(
-        best, "tf32", torch.channels_last
-    )
-    # How far reduced precision moves the result of the full algorithm (pixels in [0, 1]).
-    x1, x2, lam = x[:best].to(device), x[best : 2 * best].to(device), torch.rand(best)
+    if not ctx["quick"]:
+        for mode in PRECISIONS:
+            out[f"batch16_{mode}"] = per_step(16, mode)
+            ctx["save"](out)
     steps = 10 if smoke else 100
+    # The augment rule's code path, end to end: make_augmented_set, 8 images, 100 steps.
+    part = {"mu": 1, "alpha": 0.2, "steps": steps, "lr": 0.005, "final_denoise": True, "seed": 0}
+    seconds, (augmented, _) = timed(
+        lambda: make_augmented_set(images[:8], ScoreMixer(net, steps), part, batch_size=8),
+        device,
+    )
+    rate = len(augmented) / seconds
+    out["make_augmented_set_default_precision"] = {
+        "images": len(augmented), "batch": 8, "steps": steps, "seconds": round(seconds, 2),
+        "images_per_s": round(rate, 3),
+        "mu10_of_1000_images_hours": round(10_000 / (rate * steps / 100) / 3600, 2),
+    }  # fmt: skip
+    ctx["save"](out)
+    # How far reduced precision moves the result of the whole algorithm (pixels in [0, 1]).
+    x1, x2, lam = x[:4].to(device), x[4:8].to(device), torch.rand(4)
     results = {}
-    for mode in ("fp32", "tf32", "bf16"):
+    for mode in ("default", "bf16", "fp32"):
         with precision(mode, device):
             seconds, results[mode] = timed(lambda: scoremix(x1, x2, net, lam, steps=steps), device)
-        out[f"full_{steps}_steps_{mode}_seconds"] = round(seconds, 2)
-    for mode in ("tf32", "bf16"):
+        out[f"batch4_{steps}_steps_{mode}_seconds"] = round(seconds, 2)
+        ctx["save"](out)
+    for mode in ("default", "bf16"):
         diff = (results[mode] - results["fp32"]).abs()
         out[f"{mode}_vs_fp32_pixel_diff"] = {
             "max": round(diff.max().item(), 5), "mean": round(diff.mean().item(), 6),
         }  # fmt: skip
-    # The augment rule's code path: make_augmented_set, one batch, default precision.
-    part = {"mu": 1, "alpha": 0.2, "steps": steps, "lr": 0.005, "final_denoise": True, "seed": 0}
-    seconds, (augmented, info) = timed(
-        lambda: make_augmented_set(images[:best], ScoreMixer(net, steps), part, batch_size=best),
-        device,
-    )
-    out["make_augmented_set"] = {
-        "images": len(augmented), "steps": steps, "seconds": round(seconds, 2),
-        "images_per_s": round(len(augmented) / seconds, 2),
-    }  # fmt: skip
-    rate = out["make_augmented_set"]["images_per_s"] * steps / 100
-    out["mu10_of_1000_images_gpu_hours"] = round(10_000 / rate / 3600, 3)
     return out
 
 
@@ -413,9 +412,9 @@ def section_scorenet(ctx: dict[str, Any]) -> dict[str, Any]:
     images = torch.from_numpy(shapes(64, resolution, 4, seed=2)).permute(0, 3, 1, 2).contiguous()
     sigmas = geometric_sigmas(max_pairwise_distance(images), 0.01, 0.99)
     out: dict[str, Any] = {"resolution": resolution, "ngf": ngf, "batch": batch}
-    iterations = 3 if smoke else 10
+    iterations = 3 if smoke else (4 if ctx["quick"] else 10)
     data = images.to(device).float() / 255
-    for mode in PRECISIONS:
+    for mode in ("default", "bf16") if ctx["quick"] else PRECISIONS:
         reset_peak(device)
         seconds = _dsm_training_seconds(
             ScoreNet(sigmas, resolution, 3, ngf), data, batch, mode, iterations
@@ -453,7 +452,7 @@ def section_inception(ctx: dict[str, Any]) -> dict[str, Any]:
 
     device, smoke = ctx["device"], ctx["smoke"]
     weights, label = ctx["inception"]
-    count, batch = (16, 8) if smoke else (3000, 500)
+    count, batch = (16, 8) if smoke else ((1500 if ctx["quick"] else 3000), 500)
     out: dict[str, Any] = {"weights": label, "images_per_set": count, "batch": batch}
     tic = time.perf_counter()
     set_a = shapes(count, 256, 3, seed=3)
@@ -461,7 +460,7 @@ def section_inception(ctx: dict[str, Any]) -> dict[str, Any]:
     out["make_images_s"] = round(time.perf_counter() - tic, 1)
     workers = min(16, os.cpu_count() or 1)
     tic = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         resized = [
             torch.from_numpy(np.stack(pool.map(_resize_clean, list(s), chunksize=32)))
             for s in (set_a, set_b)
@@ -500,6 +499,8 @@ def section_inception(ctx: dict[str, Any]) -> dict[str, Any]:
             np.abs(features[mode][0] - features["fp32"][0]).max()
         )
 
+    if ctx["quick"]:
+        return out
     # The whole pipeline the metric rules run: PNGs in a zip -> clean resize -> features.
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = Path(tmp) / "a.zip"
@@ -636,12 +637,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
     parser.add_argument("--weights", type=Path, help="Inception weights (.pt or .fp16.pt)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="for all: which, in order")
+    parser.add_argument("--quick", action="store_true", help="fewer variants per section")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.section == "all":
-        for section in SECTIONS:
+        for section in args.sections.split(","):
             command = [sys.executable, __file__, section, "--out", str(args.out)]
             command += ["--smoke"] if args.smoke else []
+            command += ["--quick"] if args.quick else []
             command += ["--weights", str(args.weights)] if args.weights else []
             tic = time.perf_counter()
             try:
@@ -659,6 +663,7 @@ def main() -> None:
     ctx = {
         "device": device,
         "smoke": args.smoke,
+        "quick": args.quick,
         "inception": inception_weights(args.weights),
         "save": lambda partial: merge_result(args.out, args.section, {**partial, "partial": True}),
     }
