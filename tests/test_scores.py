@@ -10,7 +10,8 @@ import scipy.stats
 import torch
 from torch import Tensor, nn
 
-from mixgan.nets.ncsn import ScoreNet
+from mixgan.nets.ncsn import ScoreNet, stage_layout
+from mixgan.nets.stylegan2 import count_parameters
 from mixgan.scores import (
     dsm_loss,
     geometric_sigmas,
@@ -138,6 +139,34 @@ def test_score_net_shapes_and_input_gradient(resolution, norm):
         torch.testing.assert_close(top * sigmas[0], bottom * sigmas[-1])
     else:
         assert not torch.allclose(top * sigmas[0], bottom * sigmas[-1])
+
+
+def test_score_net_depth_follows_the_resolution_unless_configured(tmp_path):
+    sigmas = geometric_sigmas(5.0, 0.01, 0.5)
+    assert [pooled for _, pooled, _ in stage_layout(32)].count(True) == 1
+    assert [pooled for _, pooled, _ in stage_layout(64)].count(True) == 2
+    assert [pooled for _, pooled, _ in stage_layout(256)].count(True) == 3
+    deeper = ScoreNet(sigmas, 32, channels=3, ngf=4, pooled_stages=3)
+    assert deeper.pooled_stages == 3
+    assert count_parameters(deeper) > count_parameters(ScoreNet(sigmas, 32, channels=3, ngf=4))
+    x = torch.rand(2, 3, 32, 32)
+    assert deeper(x, torch.tensor([0, 1])).shape == x.shape
+    with pytest.raises(ValueError, match="divisible"):
+        ScoreNet(sigmas, 24, channels=3, ngf=4, pooled_stages=4)
+
+    images = smooth_images(8, 16, seed=2)
+    settings = {
+        "ngf": 4,
+        "pooled_stages": 2,
+        "gamma": 0.5,
+        "batch": 4,
+        "iterations": 2,
+        "checkpoint_every": 1,
+    }
+    train_score_net(images, {**settings, "device": "cpu", "log_every": 1}, tmp_path)
+    assert load_score_net(tmp_path / "scorenet.pt").pooled_stages == 2
+    with pytest.raises(ValueError, match="pooled_stages"):
+        train_score_net(images, {**settings, "pooled_stages": 1, "iterations": 3}, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -218,14 +218,16 @@ class ScoreNet(nn.Module):
         channels: int = 3,
         ngf: int = 128,
         norm: str = "cond_instance_plus",
+        pooled_stages: int | None = None,
     ):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
         if sigmas.ndim != 1 or len(sigmas) < 1:
             raise ValueError("sigmas must be a non-empty 1-D tensor")
-        stages = stage_layout(resolution)
+        stages = stage_layout(resolution, pooled_stages)
         self.resolution, self.channels, self.ngf, self.norm = resolution, channels, ngf, norm
+        self.pooled_stages = sum(1 for _, pooled, _ in stages if pooled)
         self.conditional = norm == "cond_instance_plus"
         self.register_buffer("sigmas", sigmas.detach().to(torch.float32).clone())
 
@@ -277,16 +279,19 @@ class ScoreNet(nn.Module):
         return out
 
 
-def stage_layout(resolution: int) -> list[tuple[int, bool, int]]:
-    """``(width multiplier, 2× pooling, dilation)`` of each residual stage for a resolution."""
-    if resolution <= 32:
-        pooled, deep_width = 1, 2
-    elif resolution <= 64:
-        pooled, deep_width = 2, 4
-    else:
-        pooled, deep_width = 3, 4
+def stage_layout(resolution: int, pooled: int | None = None) -> list[tuple[int, bool, int]]:
+    """``(width multiplier, 2× pooling, dilation)`` of each residual stage.
+
+    ``pooled`` (the depth: how many 2× down-sampling stages) defaults to NCSNv2's choice for
+    the resolution: 1 up to 32², 2 up to 64², 3 above.
+    """
+    auto = 1 if resolution <= 32 else 2 if resolution <= 64 else 3
+    pooled = auto if pooled is None else pooled
+    if pooled < 1:
+        raise ValueError(f"pooled stages must be at least 1, got {pooled}")
     if resolution % 2**pooled:
         raise ValueError(f"resolution {resolution} is not divisible by {2**pooled}")
+    deep_width = 2 if pooled == 1 else 4
     return (
         [(1, False, 1)] + [(2, True, 1)] * pooled + [(deep_width, False, 2), (deep_width, False, 4)]
     )

@@ -34,6 +34,7 @@ from mixgan.train.checkpoint import (
 
 DEFAULTS: dict[str, Any] = {
     "ngf": 128,
+    "pooled_stages": "auto",
     "norm": "cond_instance_plus",
     "sigma_min": 0.01,
     "gamma": 0.99,
@@ -88,7 +89,8 @@ def train_score_net(
         changed = [
             key
             for key in DEFAULTS
-            if key not in RESUMABLE_CHANGES and resumed[1]["settings"][key] != cfg[key]
+            if key not in RESUMABLE_CHANGES
+            and resumed[1]["settings"].get(key, DEFAULTS[key]) != cfg[key]
         ]
         if changed:
             raise ValueError(f"{out_dir}: checkpoint was trained with other {changed}")
@@ -98,7 +100,10 @@ def train_score_net(
         if sigma_max == "auto":
             sigma_max = max_pairwise_distance(images)
         sigmas = geometric_sigmas(float(sigma_max), cfg["sigma_min"], cfg["gamma"])
-    net = ScoreNet(sigmas, images.shape[-1], images.shape[1], cfg["ngf"], cfg["norm"]).to(device)
+    pooled = None if cfg["pooled_stages"] == "auto" else int(cfg["pooled_stages"])
+    net = ScoreNet(sigmas, images.shape[-1], images.shape[1], cfg["ngf"], cfg["norm"], pooled).to(
+        device
+    )
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     data = images.to(device)
@@ -194,6 +199,7 @@ def train_score_net(
                 "channels": net.channels,
                 "ngf": net.ngf,
                 "norm": net.norm,
+                "pooled_stages": net.pooled_stages,
                 "settings": cfg,
             },
             tmp,
@@ -214,7 +220,12 @@ def load_score_net(path: str | Path, device: str | torch.device = "cpu") -> Scor
     """Rebuild the (EMA) score network saved by :func:`train_score_net`, in eval mode."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
     net = ScoreNet(
-        saved["sigmas"], saved["resolution"], saved["channels"], saved["ngf"], saved["norm"]
+        saved["sigmas"],
+        saved["resolution"],
+        saved["channels"],
+        saved["ngf"],
+        saved["norm"],
+        saved.get("pooled_stages"),
     )
     net.load_state_dict(saved["state_dict"])
     return net.to(device).eval().requires_grad_(False)
