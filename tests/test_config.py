@@ -125,16 +125,16 @@ def test_class_conditional_task_needs_labels(minimal_config, tmp_path):
 
 
 def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
-    minimal_config["parts"]["ada"] = {"kind": "ada"}
-    minimal_config["methods"]["ada"] = ["ada"]
-    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "ada"})
+    minimal_config["parts"]["mixdl"] = {"kind": "mixdl"}
+    minimal_config["methods"]["mixdl"] = ["mixdl"]
+    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "mixdl"})
     minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "is"]
     study = Study(minimal_config)
     assert (
-        study.runs[RunKey("shapes", "n12", "sg2", "ada", 0)]
-        == "part kind 'ada' is not implemented yet"
+        study.runs[RunKey("shapes", "n12", "sg2", "mixdl", 0)]
+        == "part kind 'mixdl' is not implemented yet"
     )
-    assert RunKey("shapes", "n12", "sg2", "ada", 0) not in study.runnable_runs()
+    assert RunKey("shapes", "n12", "sg2", "mixdl", 0) not in study.runnable_runs()
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
     assert pending[("none", "fid")] is None
     assert pending[("none", "is")] == "metric 'is' is not implemented yet"

@@ -15,7 +15,7 @@ from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest
 from mixgan.io import write_json
 from mixgan.train.checkpoint import list_checkpoints
-from mixgan.train.gan import TrainPaths, train_gan
+from mixgan.train.gan import TrainPaths, path_lengths, train_gan
 
 LOG = logging.getLogger("test")
 
@@ -118,3 +118,57 @@ def test_training_writes_outputs_and_selects_the_final_generator_without_evaluat
     assert list(curve["step"]) == [2, 4]
     assert curve[["loss_g", "loss_d"]].notna().all().all()
     assert json.loads((tmp_path / "train" / "spec.json").read_text())["provenance"]["code_version"]
+
+
+def test_every_part_trains_and_resumes_exactly(minimal_config, data, tmp_path):
+    config = copy.deepcopy(minimal_config)
+    config["parts"].update(
+        augmix={"kind": "augmix"},
+        mixup={"kind": "mixup"},
+        ada={"kind": "ada", "interval": 1, "speed_kimg": 0.05},
+        lecam={"kind": "lecam", "weight": 0.3},
+    )
+    config["methods"]["all_parts"] = ["augmix", "mixup", "diffaug", "ada", "lecam"]
+    config["tables"]["scoremix_table1"]["rows"].append({"method": "all_parts"})
+    spec = tiny_spec(config, method="all_parts", kimg=0.064)
+    assert [p["name"] for p in spec["method"]["parts"]] == config["methods"]["all_parts"]
+    whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = 0.032
+    train_gan(half, paths(data, tmp_path / "split"), LOG)
+    resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
+    assert whole["steps"] == resumed["steps"] == 8
+    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
+    b = torch.load(tmp_path / "split" / "network.pt", weights_only=False)["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    assert {"ada_p", "ada_rt", "lecam_anchor_real", "lecam_anchor_fake"} <= set(curve.columns)
+    assert curve["ada_rt"].between(-1, 1).all() and curve["ada_p"].between(0, 1).all()
+    split_curve = pd.read_csv(tmp_path / "split" / "curve.csv")
+    columns = ["ada_p", "lecam_anchor_real", "loss_d"]
+    pd.testing.assert_frame_equal(curve[columns], split_curve[columns])
+
+
+def test_path_lengths_of_a_linear_generator_are_analytic():
+    torch.manual_seed(0)
+    maps = torch.randn(3, 5, 12)  # layers x w_dim x pixels
+    ws = torch.randn(4, 3, 5, requires_grad=True)
+    images = torch.einsum("nld,ldp->np", ws, maps).view(4, 3, 2, 2)
+    noise = torch.randn_like(images)
+    expected = torch.einsum("ldp,np->nld", maps, noise.view(4, 12)).square().sum(2).mean(1).sqrt()
+    torch.testing.assert_close(path_lengths(images, ws, noise), expected)
+
+
+def test_path_length_regularisation_runs_lazily_and_tracks_its_mean(minimal_config, data, tmp_path):
+    spec = tiny_spec(minimal_config, kimg=0.032)
+    spec["backbone"]["train"].update(pl_weight=2.0, pl_interval=2)
+    train_gan(spec, paths(data, tmp_path), LOG)
+    checkpoint = torch.load(
+        list_checkpoints(tmp_path / "train" / "checkpoints")[-1], weights_only=False
+    )
+    assert checkpoint["pl_mean"] > 0
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert (curve["pl"] > 0).all()
+    spec["backbone"]["train"]["pl_weight"] = 0.0
+    train_gan(spec, paths(data, tmp_path / "off"), LOG)
+    assert (pd.read_csv(tmp_path / "off" / "curve.csv")["pl"] == 0).all()

@@ -182,3 +182,24 @@ def test_metric_record_carries_network_reference_and_labels(tmp_path):
 def test_stand_in_features_are_labelled():
     assert record_labels({"scale": "paper"}, {"stand_in": True}) == ["stand-in features"]
     assert record_labels({"scale": "paper"}, {"stand_in": False}) == []
+
+
+def test_cost_metrics_read_the_runs_own_records(tmp_path):
+    from mixgan.io import write_json
+    from mixgan.metrics import compute_cost_record
+
+    write_json(tmp_path / "gpu.json", {"summary": {"seconds": 7200.0, "device": "cuda"}})
+    write_json(tmp_path / "cpu.json", {"summary": {"seconds": 1800.0, "device": "cpu"}})
+    write_json(tmp_path / "scorenet.json", {"seconds": 3600.0})
+    write_json(tmp_path / "augmented.json", {"seconds": 900.0})
+    spec = {"metric": "gpu_hours", "run": "r", "seed": 0, "reference": "none", "gpus": 4}
+    record = compute_cost_record(spec, tmp_path / "gpu.json")
+    assert record["value"] == 8.0 and record["gpus"] == 4 and record["labels"] == []
+    spec["metric"] = "gpu_hours_scoremix"
+    record = compute_cost_record(
+        spec, tmp_path / "gpu.json", tmp_path / "scorenet.json", tmp_path / "augmented.json"
+    )
+    assert record["value"] == 4 * 1.25
+    assert compute_cost_record(spec, tmp_path / "gpu.json")["value"] == 0
+    cpu = compute_cost_record({**spec, "metric": "gpu_hours"}, tmp_path / "cpu.json")
+    assert cpu["value"] == 0.5 and cpu["labels"] == ["measured on cpu, not a GPU"]

@@ -16,7 +16,8 @@ from .conftest import REPO
 
 def test_registry_matches_the_code_registries():
     assert set(parts.PART_BUILDERS) == registry.PARTS
-    assert set(metrics.METRICS) == registry.METRICS
+    assert set(metrics.METRICS) | set(metrics.RUN_METRICS) == registry.METRICS
+    assert set(metrics.RUN_METRICS) == registry.RUN_METRICS
     assert set(figures.DRAWERS) == registry.FIGURE_KINDS
     assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
     assert set(registry.TRAINERS) == {"stylegan2", "score_sampler"}

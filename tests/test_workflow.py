@@ -50,6 +50,13 @@ def tiny_config(weights_dir: Path) -> dict:
     )
     config["parts"]["scoremix"].update(steps=3)
     config["tables"]["scoremix_table1"]["metrics"] = ["fid", "kid"]
+    config["tables"]["scoremix_cost"] = {
+        "paper": "scoremix",
+        "title": "tiny cost",
+        "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
+        "rows": [{"method": "none"}, {"method": "scoremix"}],
+        "metrics": ["gpu_hours", "gpu_hours_scoremix"],
+    }
     config["figures"] = {
         "scoremix_fig4": {
             "paper": "scoremix",
@@ -98,6 +105,13 @@ def test_dag_runs_end_to_end_and_writes_the_table(tiny_run):
     assert tidy["labels"].str.contains("procedural demo data").all()
     markdown = (root / "tables" / "scoremix_table1.md").read_text()
     assert "demo scale" in markdown and "procedural demo data" in markdown
+    cost = pd.read_csv(root / "tables" / "scoremix_cost.csv").set_index(["row", "metric"])
+    assert (cost["status"] == "ok").all() and (
+        cost.loc[(slice(None), "gpu_hours"), "value"] > 0
+    ).all()
+    assert cost.loc[("none", "gpu_hours_scoremix"), "value"] == 0
+    assert cost.loc[("scoremix", "gpu_hours_scoremix"), "value"] > 0  # score net + augmented set
+    assert cost["labels"].str.contains("measured on cpu, not a GPU").all()
     assert (root / "figures" / "scoremix_fig4.png").stat().st_size > 10_000
     assert (root / "figures" / "scoremix_fig4.pdf").exists()
 

@@ -333,17 +333,29 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 @command(
     "metric",
-    "compute one metric record of a run from cached features",
+    "compute one metric record of a run (from cached features, or its cost from its records)",
     SPEC,
-    arg("--samples", required=True, type=Path, help="features of the run's samples"),
+    arg("--samples", type=Path, help="features of the run's samples"),
     arg("--reference", type=Path, help="features of the reference set"),
+    arg("--run-json", type=Path, help="cost metrics: the run's run.json"),
+    arg("--scorenet-summary", type=Path, help="cost metrics: its score network's summary.json"),
+    arg("--augmented-record", type=Path, help="cost metrics: its augmented set's record"),
     arg("--out", required=True, type=Path),
 )
 def cmd_metric(args: argparse.Namespace) -> None:
     from mixgan.io import write_json
-    from mixgan.metrics import compute_metric_record
+    from mixgan.metrics import RUN_METRICS, compute_cost_record, compute_metric_record
 
-    record = compute_metric_record(args.spec, args.samples, args.reference)
+    if args.spec["metric"] in RUN_METRICS:
+        if args.run_json is None:
+            raise SystemExit(f"metric {args.spec['metric']} needs --run-json")
+        record = compute_cost_record(
+            args.spec, args.run_json, args.scorenet_summary, args.augmented_record
+        )
+    else:
+        if args.samples is None:
+            raise SystemExit(f"metric {args.spec['metric']} needs --samples")
+        record = compute_metric_record(args.spec, args.samples, args.reference)
     write_json(args.out, record)
     log.info("%s of %s = %.6g", record["metric"], record["run"], record["value"])
 

@@ -18,10 +18,15 @@ TRAINERS: dict[str, frozenset[str]] = {
 }
 
 #: part ``kind``s the GAN training loop implements.
-PARTS: frozenset[str] = frozenset({"diffaug", "scoremix"})
+PARTS: frozenset[str] = frozenset(
+    {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix"}
+)
 
 #: metrics with an implementation in ``mixgan.metrics``.
-METRICS: frozenset[str] = frozenset({"fid", "kid"})
+METRICS: frozenset[str] = frozenset({"fid", "kid", "gpu_hours", "gpu_hours_scoremix"})
+
+#: metrics read from a run's own records (training time), not from its samples' features.
+RUN_METRICS: frozenset[str] = frozenset({"gpu_hours", "gpu_hours_scoremix"})
 
 #: metrics computed against a reference image set (full dataset or training subset).
 REFERENCE_METRICS: frozenset[str] = frozenset({"fid", "kid", "sfid", "precision", "recall"})
@@ -34,6 +39,7 @@ KNOWN_METRICS: frozenset[str] = frozenset(
         "fid_latent", "fid_reference", "lpips_latent", "lpips_reference",
         "rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy",
         "memorization_distance", "distinct_neighbours", "sifid_win_rate", "gpu_hours",
+        "gpu_hours_scoremix",
     }
 )  # fmt: skip
 
@@ -86,4 +92,8 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(
 )  # fmt: skip
 
 #: how tables show a metric: (multiplier, header). KID is reported x 10^3 as in the papers.
-DISPLAY: dict[str, tuple[float, str]] = {"kid": (1000.0, "KID×10³")}
+DISPLAY: dict[str, tuple[float, str]] = {
+    "kid": (1000.0, "KID×10³"),
+    "gpu_hours": (1.0, "training GPU-hours"),
+    "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
+}

@@ -13,7 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
-from mixgan.registry import FIGURES_WITHOUT_RUNS  # noqa: E402
+from mixgan.registry import FIGURES_WITHOUT_RUNS, RUN_METRICS  # noqa: E402
 
 
 def load_study():
@@ -208,11 +208,33 @@ def dataset_input(wildcards):
 
 def metric_inputs(wildcards):
     run = run_key(wildcards)
+    if wildcards.metric in RUN_METRICS:
+        return cost_inputs(run)
     inputs = {"samples": run_path(run, "features/inception.npz")}
     if wildcards.reference != "none":
         name = reference_name(run, wildcards.reference)
         inputs["reference"] = f"{R}/data/{run.dataset}/features/{name}.npz"
     return inputs
+
+
+def cost_inputs(run):
+    """A run's records its cost is read from: run.json, and its ScoreMix preparation's."""
+    inputs = {"run_json": run_path(run, "run.json")}
+    part = STUDY.scoremix_part(run.method)
+    if part and part["mu"] != 0:
+        inputs["scorenet_summary"] = (
+            f"{R}/scorenets/{run.dataset}/{run.subset}/{part['scorenet']}/summary.json"
+        )
+    if part and part["mu"] not in (0, "growing"):
+        inputs["augmented_record"] = (
+            f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.json"
+        )
+    return inputs
+
+
+def metric_args(wildcards, input):
+    """The metric command's input options, one per input file."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(input[name]))}" for name in input.keys())
 
 
 def metric_spec(wildcards):
@@ -227,6 +249,7 @@ def metric_spec(wildcards):
             "scale": spec["scale"],
             "stand_in_data": spec["stand_in_data"],
             "evaluation": STUDY.config["evaluation"],
+            **({"gpus": max(res("train", "gpu"), 1)} if wildcards.metric in RUN_METRICS else {}),
         }
     )
 

@@ -1,5 +1,6 @@
 # Metrics read samples, never retrain: Inception features of a run's samples are computed
-# once; each (metric, reference) record is a small JSON computed from cached features.
+# once; each (metric, reference) record is a small JSON computed from cached features. Cost
+# metrics (GPU-hours) read the run's records instead.
 
 
 rule sample_features:
@@ -34,7 +35,7 @@ rule metric:
         f"{RUN}/metrics/{{metric}}-{{reference}}.json",
     params:
         spec=metric_spec,
-        reference=lambda wc, input: f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else "",
+        inputs=metric_args,
     resources:
         gpu=res("metric", "gpu"),
         mem_mb=res("metric", "mem_mb"),
@@ -46,5 +47,4 @@ rule metric:
     benchmark:
         f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.tsv"
     shell:
-        "python -m mixgan metric --spec {params.spec:q} --samples {input.samples:q} {params.reference} "
-        "--out {output:q} > {log} 2>&1"
+        "python -m mixgan metric --spec {params.spec:q} {params.inputs} --out {output:q} > {log} 2>&1"

@@ -60,17 +60,27 @@ def cutmix(x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | Non
     return torch.where(box, x2, x1)
 
 
-_AUGMIX = v2.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0, all_ops=True)
+def make_augmix(severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0) -> Mixer:
+    """An AugMix mixer with these settings (defaults: the reference implementation's)."""
+    transform = v2.AugMix(
+        severity=severity, mixture_width=width, chain_depth=depth, alpha=alpha, all_ops=True
+    )
+
+    def augmix(
+        x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """torchvision AugMix of each image of ``x1``; random draws follow ``generator``."""
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        images = (x1.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = torch.stack([transform(image) for image in images])
+        return (out.float() / 255).to(x1.device)
+
+    return augmix
 
 
-def augmix(x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """torchvision AugMix of each image of ``x1``; random draws follow ``generator``'s seed."""
-    seed = int(torch.randint(2**62, (1,), generator=generator))
-    images = (x1.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        out = torch.stack([_AUGMIX(image) for image in images])
-    return (out.float() / 255).to(x1.device)
+augmix = make_augmix()
 
 
 MIXERS: dict[str, Mixer] = {"mixup": mixup, "cutmix": cutmix, "augmix": augmix}

@@ -88,7 +88,12 @@ def make_augmented_set(
             "ScoreMix %d/%d images, %.2f s/image, ETA %.0f s",
             done, count, elapsed / done, elapsed / done * (count - done),
         )  # fmt: skip
-    record = {"count": count, "pairs": pairs.tolist(), "lambdas": lambdas.tolist()}
+    record = {
+        "count": count,
+        "seconds": time.perf_counter() - started,
+        "pairs": pairs.tolist(),
+        "lambdas": lambdas.tolist(),
+    }
     if not out:
         return np.zeros((0, *images.shape[2:], images.shape[1]), np.uint8), record
     return torch.cat(out).numpy(), record

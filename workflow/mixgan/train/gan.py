@@ -44,7 +44,7 @@ from mixgan.train.parts import Part, PartInputs, build_parts
 from mixgan.train.progress import CurveWriter, StopFlag, Throughput
 
 CURVE_COLUMNS = [
-    "step", "kimg", "seconds", "sec_per_kimg", "loss_g", "loss_d", "r1",
+    "step", "kimg", "seconds", "sec_per_kimg", "loss_g", "loss_d", "r1", "pl",
     "logits_real", "logits_fake", "fid",
 ]  # fmt: skip
 EVAL_SEED = 2**31 - 1  # the fixed latents every evaluation of every run uses
@@ -122,17 +122,25 @@ class GANTrainer:
         self.G = Generator(**self.g_kwargs).to(self.device).train()
         self.D = Discriminator(**d_kwargs).to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas, eps=1e-8)
-        # Lazy R1 (StyleGAN2): D's lr and betas are adjusted for the regularisation interval.
-        ratio = self.train_cfg["r1_interval"] / (self.train_cfg["r1_interval"] + 1)
-        self.opt_d = torch.optim.Adam(
-            self.D.parameters(), lr=lr * ratio, betas=[b**ratio for b in betas], eps=1e-8
-        )
+        # Lazy regularisation (StyleGAN2): lr and betas are adjusted for each interval.
+        self.opt_g = self._adam(self.G, self.train_cfg["pl_interval"] if self.uses_pl else None)
+        self.opt_d = self._adam(self.D, self.train_cfg["r1_interval"])
+        self.pl_mean = torch.zeros((), device=self.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.fid_history: list[tuple[float, float]] = []
         self.best: dict[str, float] | None = None
         self.increases = 0
+
+    @property
+    def uses_pl(self) -> bool:
+        return self.train_cfg["pl_weight"] > 0
+
+    def _adam(self, net: torch.nn.Module, reg_interval: int | None) -> torch.optim.Adam:
+        lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
+        ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+        return torch.optim.Adam(
+            net.parameters(), lr=lr * ratio, betas=[b**ratio for b in betas], eps=1e-8
+        )
 
     # -- state ----------------------------------------------------------------------
 
@@ -147,6 +155,7 @@ class GANTrainer:
             "G_ema": self.G_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "pl_mean": self.pl_mean,
             "parts": {p.name: p.state_dict() for p in self.parts},
             "rng": rng_state(),
             "step": self.step,
@@ -163,6 +172,7 @@ class GANTrainer:
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.pl_mean = state.get("pl_mean", torch.zeros(())).to(self.device)
         for part in self.parts:
             part.load_state_dict(state["parts"].get(part.name, {}))
         set_rng_state(state["rng"])
@@ -176,14 +186,18 @@ class GANTrainer:
         index = torch.randint(len(self.pool), (batch,))
         return self.pool[index].to(self.device, torch.float32) / 127.5 - 1
 
-    def generate(self, batch: int) -> torch.Tensor:
+    def generate_ws(self, batch: int) -> torch.Tensor:
+        """Latents w (with style mixing) of a batch of new samples."""
         z = torch.randn(batch, self.G.z_dim, device=self.device)
         ws = self.G.mapping(z, None, update_emas=True)
         if self.train_cfg["style_mixing"] > 0 and torch.rand(()) < self.train_cfg["style_mixing"]:
             cutoff = int(torch.randint(1, ws.shape[1], ()))
             z2 = torch.randn_like(z)
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
-        return self.G.synthesis(ws, noise_mode="random")
+        return ws
+
+    def generate(self, batch: int) -> torch.Tensor:
+        return self.G.synthesis(self.generate_ws(batch), noise_mode="random")
 
     def discriminate(self, images: torch.Tensor) -> torch.Tensor:
         for part in self.parts:
@@ -199,6 +213,9 @@ class GANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        pl = torch.zeros(())
+        if self.uses_pl and self.step % self.train_cfg["pl_interval"] == 0:
+            pl = self.pl_step(batch)
         self.D.requires_grad_(True)
 
         # Discriminator: logistic loss plus the parts' regularizers.
@@ -231,9 +248,25 @@ class GANTrainer:
             "loss_g": loss_g.detach(),
             "loss_d": loss_d.detach(),
             "r1": r1.detach(),
+            "pl": pl.detach(),
             "logits_real": logits_real.detach().mean(),
             "logits_fake": logits_fake.detach().mean(),
         }
+
+    def pl_step(self, batch: int) -> torch.Tensor:
+        """Lazy path-length regularisation: weight E(|J_w^T y| - a)², a an EMA of |J_w^T y|,
+        y ~ N(0, I / (H W)), on batch / pl_batch_shrink samples, scaled by the interval."""
+        cfg = self.train_cfg
+        ws = self.generate_ws(max(batch // cfg["pl_batch_shrink"], 1))
+        images = self.G.synthesis(ws, noise_mode="random")
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        lengths = path_lengths(images, ws, noise)
+        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg["pl_decay"])
+        penalty = (lengths - self.pl_mean).square().mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        (penalty * cfg["pl_weight"] * cfg["pl_interval"]).backward()
+        self.opt_g.step()
+        return penalty.detach()
 
     def r1_step(self, real: torch.Tensor) -> torch.Tensor:
         """Lazy R1: gamma/2 E||grad_x D(x)||² on reals, scaled by the interval."""
@@ -257,6 +290,13 @@ class GANTrainer:
             b_ema.copy_(b)
 
 
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """|J_w^T y| per sample (StyleGAN2): y = ``noise``, J the Jacobian of ``images`` w.r.t.
+    ``ws`` ([N, layers, w_dim]); squared norms averaged over the layers. Differentiable."""
+    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    return grads.square().sum(2).mean(1).sqrt()
+
+
 def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
     """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
     cfg = spec["backbone"]["train"]
@@ -277,7 +317,10 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     write_json(work / "spec.json", {**spec, "provenance": provenance()})
 
     evaluator = _Evaluator(paths, spec, cfg) if paths.reference_features else None
-    curve = CurveWriter(work / "curve.csv", CURVE_COLUMNS, trainer.step if resumed else None)
+    part_columns = [key for part in trainer.parts for key in part.stats()]
+    curve = CurveWriter(
+        work / "curve.csv", CURVE_COLUMNS + part_columns, trainer.step if resumed else None
+    )
     budget = cfg["kimg"]
     next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
     next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
@@ -359,6 +402,7 @@ def _log_row(
         "seconds": trainer.elapsed,
         "sec_per_kimg": sec_per_kimg,
         **means,
+        **part_stats,
     }
 
 
@@ -424,6 +468,7 @@ def _finish(
         "stopped_early": stopped_early,
         "fid_history": trainer.fid_history,
         "seconds": trainer.elapsed,
+        "device": str(trainer.device),
         "num_real": trainer.num_real,
         "num_pool": len(trainer.pool),
         "seed": spec["seed"],
