@@ -11,8 +11,9 @@ from scipy import linalg
 from mixgan.data.imagezip import write_image_zip
 from mixgan.data.procedural import generate_shapes
 from mixgan.metrics import compute_metric_record, record_labels
+from mixgan.metrics.features import save_features
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
-from mixgan.metrics.inception import InceptionFeatures, save_features
+from mixgan.metrics.inception import InceptionFeatures
 from mixgan.metrics.weights import (
     INCEPTION_FILE,
     WeightsError,

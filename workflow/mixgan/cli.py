@@ -176,7 +176,8 @@ def cmd_subset(args: argparse.Namespace) -> None:
 )
 def cmd_features(args: argparse.Namespace) -> None:
     from mixgan.io import read_json
-    from mixgan.metrics.inception import InceptionFeatures, save_features
+    from mixgan.metrics.features import save_features
+    from mixgan.metrics.inception import InceptionFeatures
     from mixgan.provenance import provenance
 
     _threads(args)

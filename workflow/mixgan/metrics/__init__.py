@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from mixgan.io import read_json
+from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
-from mixgan.metrics.inception import load_features
 from mixgan.provenance import provenance
 
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import numpy as np
-from cleanfid.fid import kernel_distance
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +49,8 @@ def kid_from_features(
     max_subset_size: int = 1000,
     seed: int = 0,
 ) -> float:
+    from cleanfid.fid import kernel_distance  # imports torch: only where KID is computed
+
     state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is the state we manage
     np.random.seed(seed)  # noqa: NPY002 - the legacy global RNG is the state we manage
     try:

@@ -1,24 +1,21 @@
 """Inception-v3 pool features through clean-fid's "clean" pipeline.
 
 Images are resized to 299² with clean-fid's PIL bicubic float resizer and fed to clean-fid's
-``InceptionV3W`` wrapper of the provisioned TorchScript network. Features are cached as
-``.npz`` (float32, N x 2048) with the image names and the weights record.
+``InceptionV3W`` wrapper of the provisioned TorchScript network. Features are cached by
+``mixgan.metrics.features`` (float32, N x 2048, with the image names and the weights record).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from mixgan.data.imagezip import image_names
-from mixgan.io import atomic_path
 from mixgan.metrics.weights import verified_record
 
 
@@ -82,15 +79,3 @@ class InceptionFeatures:
             ]
             feats.append(self(torch.from_numpy(np.stack(chunk))).cpu().numpy())
         return np.concatenate(feats).astype(np.float32)
-
-
-def save_features(
-    path: str | Path, features: np.ndarray, names: Sequence[str], meta: dict[str, Any]
-) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, features=features, names=np.array(names), meta=json.dumps(meta))
-
-
-def load_features(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    with np.load(path, allow_pickle=False) as data:
-        return data["features"], json.loads(str(data["meta"]))

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.io import atomic_path, read_json, write_json
+from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features
-from mixgan.metrics.inception import InceptionFeatures, load_features, pick_device
+from mixgan.metrics.inception import InceptionFeatures, pick_device
 from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.provenance import provenance
 from mixgan.sample import generate_images
