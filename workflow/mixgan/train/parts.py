@@ -136,7 +136,8 @@ class ScoreMixOnline(Part):
 
 
 class AugMixReal(Part):
-    """AugMix (torchvision, reference defaults) of each real image, as the paper uses it."""
+    """torchvision's AugMix of each real image, as the paper uses it (severity, width, depth
+    and alpha from the config; the reference implementation's values by default)."""
 
     stage = 1
 
@@ -209,7 +210,10 @@ class ADA(Part):
 
 
 def lecam_penalty(
-    logits_real: torch.Tensor, logits_fake: torch.Tensor, anchor_real: float, anchor_fake: float
+    logits_real: torch.Tensor,
+    logits_fake: torch.Tensor,
+    anchor_real: float | torch.Tensor,
+    anchor_fake: float | torch.Tensor,
 ) -> torch.Tensor:
     """LeCam (Tseng et al. 2021): E[relu(D(x) - a_F)²] + E[relu(a_R - D(G(z)))²]."""
     return (
