@@ -97,3 +97,6 @@ DISPLAY: dict[str, tuple[float, str]] = {
     "gpu_hours": (1.0, "training GPU-hours"),
     "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
 }
+
+#: decimals tables print for a metric (2 by default).
+DECIMALS: dict[str, int] = {"gpu_hours": 3, "gpu_hours_scoremix": 3}

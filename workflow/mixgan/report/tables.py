@@ -150,9 +150,10 @@ def _format_cell(entry: Any, metric: str, notes: dict[str, int], is_best: bool) 
         reason = entry.note if entry is not None and entry.note else "no metric record yet"
         number = notes.setdefault(reason, len(notes) + 1)
         return f"{MISSING} [{number}]"
-    text = _scaled(entry.mean, metric, 2)
+    digits = registry.DECIMALS.get(metric, 2)
+    text = _scaled(entry.mean, metric, digits)
     if entry.n > 1:
-        text += f" ± {_scaled(entry.std, metric, 2)}"
+        text += f" ± {_scaled(entry.std, metric, digits)}"
     text = f"**{text}**" if is_best else text
     return f"{text} (n={entry.n})" if entry.n > 1 else text
 
