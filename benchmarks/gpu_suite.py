@@ -55,11 +55,11 @@ from mixgan.nets.ncsn import ScoreNet  # noqa: E402
 from mixgan.nets.stylegan2 import Discriminator, Generator, count_parameters  # noqa: E402
 from mixgan.scores import (  # noqa: E402
     annealed_langevin,
-    dsm_loss,
     geometric_sigmas,
     max_pairwise_distance,
     scoremix,
 )
+from mixgan.train.scorenet import dsm_step  # noqa: E402
 
 LOG = logging.getLogger("gpu_suite")
 SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "stylegan2", "compile")
@@ -383,7 +383,7 @@ def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
 def _dsm_training_seconds(
     net: ScoreNet, data: torch.Tensor, batch: int, mode: str, iterations: int
 ) -> float:
-    """Seconds for ``iterations`` steps of train_score_net's loop body: DSM loss, Adam, EMA."""
+    """Seconds for ``iterations`` of train_score_net's step: DSM loss, Adam, EMA."""
     device = data.device
     torch.manual_seed(0)
     net = net.to(device)
@@ -391,13 +391,7 @@ def _dsm_training_seconds(
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
 
     def step() -> None:
-        loss = dsm_loss(net, data[torch.randint(len(data), (batch,))], net.sigmas)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
-                p_ema.lerp_(p, 0.001)
+        dsm_step(net, ema, optimizer, data[torch.randint(len(data), (batch,))], 0.999)
 
     with precision(mode, device):
         for _ in range(2):

@@ -139,13 +139,7 @@ def train_score_net(
         if cfg["flip"]:
             flip = torch.rand(len(x), device=device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        loss = dsm_loss(net, x, net.sigmas)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for target, source in zip(ema.parameters(), net.parameters(), strict=True):
-                target.lerp_(source, 1 - cfg["ema"])
+        loss = dsm_step(net, ema, optimizer, x, cfg["ema"])
         interval_sum += loss.item()
         interval_count += 1
 
@@ -214,6 +208,20 @@ def train_score_net(
         "seconds": seconds,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
+
+
+def dsm_step(
+    net: ScoreNet, ema: ScoreNet, optimizer: torch.optim.Optimizer, x: Tensor, ema_rate: float
+) -> Tensor:
+    """One training step: the DSM loss of batch ``x``, an optimizer step, the EMA update."""
+    loss = dsm_loss(net, x, net.sigmas)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        for target, source in zip(ema.parameters(), net.parameters(), strict=True):
+            target.lerp_(source, 1 - ema_rate)
+    return loss.detach()
 
 
 def load_score_net(path: str | Path, device: str | torch.device = "cpu") -> ScoreNet:
