@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from mixgan.data.prepare import prepare_dataset
+from mixgan.data.subsets import make_subset_manifest
+from mixgan.io import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 
 MINIMAL_CONFIG: dict[str, Any] = {
@@ -42,3 +46,19 @@ MINIMAL_CONFIG: dict[str, Any] = {
 @pytest.fixture
 def minimal_config() -> dict[str, Any]:
     return copy.deepcopy(MINIMAL_CONFIG)
+
+
+def prepare_shapes_subset(folder: Path) -> dict[str, Any]:
+    """24 procedural 16² images in ``folder/p.zip`` and a random 12-image subset ``n12.json``."""
+    dataset = {
+        "format": "procedural",
+        "resolution": 16,
+        "labels": "none",
+        "domains": "none",
+        "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0},
+    }
+    prepared = prepare_dataset("shapes", dataset, folder / "p.zip", folder / "p.json")
+    settings = {"order": "random", "seed": 0, "stratify": "none", "sizes": {"n12": {"count": 12}}}
+    subset = make_subset_manifest(prepared, "n12", settings)
+    write_json(folder / "n12.json", subset)
+    return subset

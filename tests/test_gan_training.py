@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from mixgan.config import RunKey, Study
-from mixgan.data.prepare import prepare_dataset
-from mixgan.data.subsets import make_subset_manifest
-from mixgan.io import write_json
 from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.gan import TrainPaths, path_lengths, train_gan
+
+from .conftest import prepare_shapes_subset
 
 LOG = logging.getLogger("test")
 
@@ -31,16 +30,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    dataset = {
-        "format": "procedural",
-        "resolution": 16,
-        "labels": "none",
-        "domains": "none",
-        "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0},
-    }
-    prepared = prepare_dataset("shapes", dataset, folder / "p.zip", folder / "p.json")
-    settings = {"order": "random", "seed": 0, "stratify": "none", "sizes": {"n12": {"count": 12}}}
-    write_json(folder / "n12.json", make_subset_manifest(prepared, "n12", settings))
+    prepare_shapes_subset(folder)
     return folder
 
 

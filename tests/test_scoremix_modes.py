@@ -12,14 +12,13 @@ import torch
 
 from mixgan.config import RunKey, Study
 from mixgan.data.imagezip import image_names, read_image_zip
-from mixgan.data.prepare import prepare_dataset
-from mixgan.data.subsets import make_subset_manifest
-from mixgan.io import write_json
 from mixgan.report.figures import draw_figure
 from mixgan.sample import sample_run
 from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.gan import TrainPaths, train_gan
 from mixgan.train.scorenet import train_score_net
+
+from .conftest import prepare_shapes_subset
 
 LOG = logging.getLogger("test")
 
@@ -28,17 +27,7 @@ LOG = logging.getLogger("test")
 def workspace(tmp_path_factory):
     """A prepared procedural dataset, a 12-image subset and a (barely) trained score net."""
     folder = tmp_path_factory.mktemp("scoremix")
-    dataset = {
-        "format": "procedural",
-        "resolution": 16,
-        "labels": "none",
-        "domains": "none",
-        "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0},
-    }
-    prepared = prepare_dataset("shapes", dataset, folder / "p.zip", folder / "p.json")
-    settings = {"order": "random", "seed": 0, "stratify": "none", "sizes": {"n12": {"count": 12}}}
-    subset = make_subset_manifest(prepared, "n12", settings)
-    write_json(folder / "n12.json", subset)
+    subset = prepare_shapes_subset(folder)
     names = [image["name"] for image in subset["images"]]
     images = (
         torch.from_numpy(read_image_zip(folder / "p.zip", names)).permute(0, 3, 1, 2).contiguous()

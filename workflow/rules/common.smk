@@ -222,13 +222,11 @@ def cost_inputs(run):
     inputs = {"run_json": run_path(run, "run.json")}
     part = STUDY.scoremix_part(run.method)
     if part and part["mu"] != 0:
-        inputs["scorenet_summary"] = (
-            f"{R}/scorenets/{run.dataset}/{run.subset}/{part['scorenet']}/summary.json"
+        inputs["scorenet_summary"] = scorenet_path(
+            run.dataset, run.subset, part["scorenet"], "summary.json"
         )
     if part and part["mu"] not in (0, "growing"):
-        inputs["augmented_record"] = (
-            f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.json"
-        )
+        inputs["augmented_record"] = augment_path(run, part, "augmented.json")
     return inputs
 
 
@@ -259,8 +257,14 @@ def published_values(wildcards):
     return str(path) if path.exists() else []
 
 
-def scorenet_path(dataset, subset, scorenet):
-    return f"{R}/scorenets/{dataset}/{subset}/{scorenet}/scorenet.pt"
+def scorenet_path(dataset, subset, scorenet, name="scorenet.pt"):
+    """A file of the score network trained on one subset (network, summary)."""
+    return f"{R}/scorenets/{dataset}/{subset}/{scorenet}/{name}"
+
+
+def augment_path(run, part, name):
+    """A file of the ScoreMix augmented set a run's part uses (images, record)."""
+    return f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/{name}"
 
 
 def augment_scorenet(wildcards):
@@ -281,7 +285,7 @@ def train_inputs(wildcards):
     if part and part["mu"] == "growing":
         inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
     elif part and part["mu"] != 0:
-        inputs["augmented"] = f"{R}/augment/{run.dataset}/{run.subset}/{part['name']}/augmented.zip"
+        inputs["augmented"] = augment_path(run, part, "augmented.zip")
     return inputs
 
 

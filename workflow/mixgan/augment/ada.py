@@ -195,8 +195,15 @@ class AdaController:
             self.signs, self.count = 0.0, 0
 
     def state_dict(self) -> dict[str, float]:
-        return {"p": self.p, "signs": float(self.signs), "count": self.count, "steps": self.steps}
+        return {
+            "p": self.p,
+            "signs": float(self.signs),
+            "count": self.count,
+            "steps": self.steps,
+            "last_rt": self.last_rt,
+        }
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.p, self.signs = float(state["p"]), float(state["signs"])
         self.count, self.steps = int(state["count"]), int(state["steps"])
+        self.last_rt = float(state.get("last_rt", math.nan))
