@@ -90,17 +90,29 @@ def compute_cost_record(
     labels = record_labels(spec, {})
     if not device.startswith("cuda"):
         labels.append(f"measured on {device}, not a GPU")
+    return _record(
+        spec,
+        RUN_METRICS[name](run, scorenet, augmented) * gpus,
+        labels,
+        num_samples=None,
+        num_reference=None,
+        device=device,
+        gpus=gpus,
+        sources=[str(p) for p in (run_json, scorenet_summary, augmented_record) if p],
+    )
+
+
+def _record(
+    spec: dict[str, Any], value: float, labels: list[str], **details: Any
+) -> dict[str, Any]:
+    """The fields every metric record has, around the metric's own ``details``."""
     return {
-        "metric": name,
-        "value": RUN_METRICS[name](run, scorenet, augmented) * gpus,
+        "metric": spec["metric"],
+        "value": value,
         "run": spec["run"],
         "seed": spec["seed"],
         "reference": spec["reference"],
-        "num_samples": None,
-        "num_reference": None,
-        "device": device,
-        "gpus": gpus,
-        "sources": [str(p) for p in (run_json, scorenet_summary, augmented_record) if p],
+        **details,
         "labels": labels,
         "scale": spec.get("scale"),
         "provenance": provenance(),
@@ -122,18 +134,12 @@ def compute_metric_record(
         raise ValueError(
             f"{samples_path} and {reference_path} were computed with different networks"
         )
-    value = METRICS[name](samples, reference, spec)
-    return {
-        "metric": name,
-        "value": value,
-        "run": spec["run"],
-        "seed": spec["seed"],
-        "reference": spec["reference"],
-        "num_samples": int(len(samples)),
-        "num_reference": int(len(reference)) if reference is not None else None,
-        "reference_source": reference_meta.get("source"),
-        "feature_network": network,
-        "labels": record_labels(spec, network),
-        "scale": spec.get("scale"),
-        "provenance": provenance(),
-    }
+    return _record(
+        spec,
+        METRICS[name](samples, reference, spec),
+        record_labels(spec, network),
+        num_samples=int(len(samples)),
+        num_reference=int(len(reference)) if reference is not None else None,
+        reference_source=reference_meta.get("source"),
+        feature_network=network,
+    )
