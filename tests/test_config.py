@@ -128,7 +128,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     minimal_config["parts"]["mixdl"] = {"kind": "mixdl"}
     minimal_config["methods"]["mixdl"] = ["mixdl"]
     minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "mixdl"})
-    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "is"]
+    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "rank1", "lpips"]
     study = Study(minimal_config)
     assert (
         study.runs[RunKey("shapes", "n12", "sg2", "mixdl", 0)]
@@ -137,10 +137,15 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     assert RunKey("shapes", "n12", "sg2", "mixdl", 0) not in study.runnable_runs()
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
     assert pending[("none", "fid")] is None
-    assert pending[("none", "is")] == "metric 'is' is not implemented yet"
+    assert pending[("none", "rank1")] == "metric 'rank1' is not implemented yet"
+    assert pending[("none", "lpips")].startswith("lpips needs alexnet weights: set weights.alexnet")
     records = study.metric_records()
     assert {metric for _, metric, _ in records} == {"fid"}
     assert len(records) == 2
+    minimal_config["weights"] = {"allow_standins": True}  # labelled stand-ins: computable
+    study = Study(minimal_config)
+    pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
+    assert pending[("none", "lpips")] is None and pending[("none", "rank1")]
 
 
 def test_added_seed_and_ablation_grow_the_grid(minimal_config):
@@ -198,13 +203,14 @@ def test_paper_config_covers_every_study_id():
         "scoremix_fig6",
         "scoremix_fig7_8",
         "scoremix_fig9",
+        "scoremix_table3_curve",  # table 3's FID against the training-set size, as a figure
         *(f"remix_table{i}" for i in range(1, 4)),
         *(f"mixdl_table{i}" for i in range(1, 8)),
         "mixdl_fig6",
         "mixdl_fig8",
     }
     assert ids == expected
-    for table_id in expected:
+    for table_id in expected - {"scoremix_table3_curve"}:
         assert not study_text or table_id in study_text
 
 
@@ -215,3 +221,11 @@ def test_schema_enums_cover_the_registry():
     assert set(registry.TRAINERS) <= archs
     assert kinds >= registry.PARTS
     assert registry.METRICS <= registry.KNOWN_METRICS
+
+
+def test_a_repeated_row_label_is_named(minimal_config):
+    rows = minimal_config["tables"]["scoremix_table1"]["rows"]
+    rows[0]["label"] = rows[1]["label"] = "Baseline"
+    with pytest.raises(ConfigError) as error:
+        Study(minimal_config)
+    assert "tables.scoremix_table1.rows[1]: label 'Baseline' repeats rows[0]" in str(error.value)

@@ -16,8 +16,19 @@ from .conftest import REPO
 
 def test_registry_matches_the_code_registries():
     assert set(parts.PART_BUILDERS) == registry.PARTS
-    assert set(metrics.METRICS) | set(metrics.RUN_METRICS) == registry.METRICS
+    families = [
+        set(metrics.METRICS),
+        set(metrics.RUN_METRICS),
+        set(registry.IMAGE_METRICS),
+        set(registry.GENERATOR_METRICS),
+    ]
+    assert set().union(*families) == registry.METRICS
+    assert sum(map(len, families)) == len(registry.METRICS)  # each metric in one family
+    assert set(metrics.METRICS) == set(registry.FEATURE_METRICS)
     assert set(metrics.RUN_METRICS) == registry.RUN_METRICS
+    assert set(registry.EXTRACTOR_NETWORKS.values()) <= {"inception"} | set(
+        registry.TORCHVISION_NETWORKS
+    )
     assert set(figures.DRAWERS) == registry.FIGURE_KINDS
     assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
     assert set(registry.TRAINERS) == {"stylegan2", "score_sampler"}

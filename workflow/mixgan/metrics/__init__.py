@@ -4,6 +4,17 @@ A record holds the value, the sample and reference counts, the feature network w
 checksum, the reference set, the run's seed, and the labels every table shows beside the
 value ("demo scale", "procedural demo data", "stand-in features").
 
+Three families, by what they read (``mixgan.registry``):
+
+* feature metrics (``METRICS``) read cached features of the samples and of the reference set:
+  FID, KID (Inception pool), sFID (Inception mixed_6/conv), IS (Inception class
+  probabilities), precision/recall (VGG-16 fc2, k = 3), memorisation (Inception pool, against
+  the training subset: mean distance to the nearest training image, distinct nearest images);
+* image metrics read the samples themselves: LPIPS diversity (AlexNet), the mean over
+  ``evaluation.lpips_pairs`` seeded random pairs (all pairs when there are fewer);
+* generator metrics read the run's generator: PPL (StyleGAN protocol, LPIPS-VGG) and MixDL's
+  interval uniformity (mean, std over 10 sub-intervals, end-to-end distance).
+
 Cost metrics (``RUN_METRICS``) read a run's own records instead of sample features:
 ``gpu_hours`` is the training time the trainer accumulated over every attempt (Snakemake's
 benchmark file of a resumed job covers only its last attempt) times the GPUs a training job
@@ -19,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mixgan import registry
 from mixgan.io import read_json
 from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
@@ -27,6 +39,38 @@ from mixgan.provenance import provenance
 
 def _fid(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
     return fid_from_features(samples, reference)
+
+
+def _inception_score(samples: np.ndarray, reference: None, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.inception_score import inception_score
+
+    return inception_score(samples, splits=spec["evaluation"]["is_splits"])[0]
+
+
+def _precision(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.precision_recall import manifold_coverage, manifold_radii
+
+    radii = manifold_radii(reference, k=spec["evaluation"]["pr_k"])
+    return manifold_coverage(samples, reference, radii)
+
+
+def _recall(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.precision_recall import manifold_coverage, manifold_radii
+
+    radii = manifold_radii(samples, k=spec["evaluation"]["pr_k"])
+    return manifold_coverage(reference, samples, radii)
+
+
+def _memorization_distance(samples: np.ndarray, reference: np.ndarray, spec: dict) -> float:
+    from mixgan.metrics.memorization import nearest_training
+
+    return nearest_training(samples, reference).mean_distance
+
+
+def _distinct_neighbours(samples: np.ndarray, reference: np.ndarray, spec: dict) -> float:
+    from mixgan.metrics.memorization import nearest_training
+
+    return float(nearest_training(samples, reference).distinct)
 
 
 def _kid(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
@@ -44,6 +88,12 @@ def _kid(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> fl
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, Any]], float]] = {
     "fid": _fid,
     "kid": _kid,
+    "sfid": _fid,
+    "is": _inception_score,
+    "precision": _precision,
+    "recall": _recall,
+    "memorization_distance": _memorization_distance,
+    "distinct_neighbours": _distinct_neighbours,
 }
 
 
@@ -125,7 +175,7 @@ def compute_metric_record(
     """Compute ``spec['metric']`` of one run from cached features; return its record."""
     name = spec["metric"]
     if name not in METRICS:
-        implemented = ", ".join([*METRICS, *RUN_METRICS])
+        implemented = ", ".join(sorted(registry.METRICS))
         raise ValueError(f"metric '{name}' is not implemented (implemented: {implemented})")
     samples, samples_meta = load_features(samples_path)
     reference, reference_meta = load_features(reference_path) if reference_path else (None, {})
@@ -141,5 +191,132 @@ def compute_metric_record(
         num_samples=int(len(samples)),
         num_reference=int(len(reference)) if reference is not None else None,
         reference_source=reference_meta.get("source"),
+        feature_network=network,
+    )
+
+
+#: LPIPS inputs smaller than this (demo images) are upsampled to it first: AlexNet's pooling
+#: stages need at least 32² and 64² keeps every LPIPS layer more than one pixel wide.
+LPIPS_MIN_SIZE = 64
+
+
+def perceptual_distance(module: Any, images_a: Any, images_b: Any) -> Any:
+    """LPIPS per pair of [-1, 1] NCHW images, upsampled (bilinear) to ``LPIPS_MIN_SIZE`` if
+    smaller; the papers' 256² images pass unchanged."""
+    from torch.nn import functional as F
+
+    from mixgan.metrics.lpips_distance import lpips_pairs
+
+    if images_a.shape[-1] < LPIPS_MIN_SIZE:
+        size = (LPIPS_MIN_SIZE, LPIPS_MIN_SIZE)
+        images_a = F.interpolate(images_a, size=size, mode="bilinear", align_corners=False)
+        images_b = F.interpolate(images_b, size=size, mode="bilinear", align_corners=False)
+    return lpips_pairs(module, images_a, images_b)
+
+
+def random_pairs(count: int, num_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num_pairs`` seeded random pairs (i, j), i != j, of ``count`` items; every unordered
+    pair once when there are no more than ``num_pairs`` of them."""
+    if count * (count - 1) // 2 <= num_pairs:
+        first, second = np.triu_indices(count, k=1)
+        return first, second
+    rng = np.random.default_rng(seed)
+    first = rng.integers(count, size=num_pairs)
+    second = rng.integers(count - 1, size=num_pairs)
+    return first, second + (second >= first)
+
+
+def compute_image_metric_record(
+    spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path
+) -> dict[str, Any]:
+    """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
+    import torch
+
+    from mixgan.data.imagezip import read_image_zip, to_tensor
+    from mixgan.metrics.lpips_distance import load_lpips
+    from mixgan.metrics.weights import verified_record
+
+    network = verified_record(weights_path)
+    module, lpips_record = load_lpips("alex", weights_path, allow_stand_in=False)
+    network = {
+        **network,
+        "lpips": lpips_record["name"],
+        "linear_sha256": lpips_record["linear_sha256"],
+    }
+    images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
+    first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
+    batch = spec["evaluation"]["batch"]
+    values = torch.cat(
+        [
+            perceptual_distance(module, images[first[i : i + batch]], images[second[i : i + batch]])
+            for i in range(0, len(first), batch)
+        ]
+    )
+    return _record(
+        spec,
+        float(values.mean()),
+        record_labels(spec, network),
+        num_samples=int(len(images)),
+        num_pairs=int(len(first)),
+        num_reference=None,
+        feature_network=network,
+    )
+
+
+def compute_generator_metric_record(
+    spec: dict[str, Any], network_path: str | Path, weights_path: str | Path, device: str = "auto"
+) -> dict[str, Any]:
+    """PPL or an interval-uniformity metric of a run's generator (LPIPS-VGG distances)."""
+    import functools
+
+    from mixgan.metrics.inception import pick_device
+    from mixgan.metrics.lpips_distance import load_lpips
+    from mixgan.metrics.ppl import interval_uniformity, path_length
+    from mixgan.metrics.weights import verified_record
+    from mixgan.sample import load_generator
+
+    evaluation, name = spec["evaluation"], spec["metric"]
+    torch_device = pick_device(device)
+    generator, _ = load_generator(network_path, torch_device)
+    network = verified_record(weights_path)
+    module, lpips_record = load_lpips("vgg", weights_path, allow_stand_in=False)
+    network = {
+        **network,
+        "lpips": lpips_record["name"],
+        "linear_sha256": lpips_record["linear_sha256"],
+    }
+    distance = functools.partial(perceptual_distance, module.to(torch_device))
+    in_w = evaluation["ppl_space"] == "w"
+    options = {
+        "endpoints": (lambda z: generator.mapping(z, None)) if in_w else None,
+        "interpolation": "lerp" if in_w else "slerp",
+        "crop": evaluation["ppl_crop"],
+        "seed": spec["seed"],
+        "device": torch_device,
+    }
+    if in_w:
+        generate = functools.partial(generator.synthesis, noise_mode="const")
+    else:
+        generate = functools.partial(generator, c=None, noise_mode="const")
+    if name == "ppl":
+        result = path_length(
+            generate, distance, generator.z_dim, evaluation["ppl_samples"],
+            epsilon=evaluation["ppl_epsilon"], batch_size=evaluation["batch"], **options,
+        )  # fmt: skip
+        value, count = result.value, evaluation["ppl_samples"]
+    else:
+        result = interval_uniformity(
+            generate, distance, generator.z_dim, evaluation["ppl_pairs"],
+            intervals=evaluation["ppl_intervals"], **options,
+        )  # fmt: skip
+        field = name.removeprefix("ppl_interval_").removeprefix("ppl_")
+        value, count = getattr(result, field), evaluation["ppl_pairs"]
+    return _record(
+        spec,
+        float(value),
+        record_labels(spec, network),
+        num_samples=int(count),
+        num_reference=None,
+        space=evaluation["ppl_space"],
         feature_network=network,
     )

@@ -10,6 +10,10 @@ submitting host into ``weights.dir``. The TF-FID Inception-v3 pool network comes
 * ``download`` — NVIDIA's file, fetched by clean-fid (needs network);
 * a path to a copy of ``inception-2015-12-05.pt`` the user provides.
 
+VGG-16 and AlexNet (precision/recall, LPIPS, PPL) are torchvision ``state_dict`` files
+(``provision_torchvision``): from a user's file, torchvision's download, or, only where the
+config allows stand-ins, a seeded untrained network recorded as such.
+
 Beside the weights goes ``<file>.json``: source, SHA-256 and notes. Every metric record
 copies that block, so each value names the exact file it was computed with.
 """
@@ -79,6 +83,71 @@ def provision_inception(source: str, out_path: str | Path) -> dict[str, Any]:
         "file": INCEPTION_FILE,
         "sha256": sha256_file(out_path),
         "stand_in": False,
+        **origin,
+    }
+    write_json(record_path(out_path), record)
+    return record
+
+
+#: torchvision constructor and the note a record of each network carries.
+TORCHVISION_MODELS = {
+    "vgg16": "VGG-16 (torchvision; precision/recall fc2 features, LPIPS-VGG backbone for PPL)",
+    "alexnet": "AlexNet (torchvision; the LPIPS-alex backbone for diversity)",
+}
+
+
+def provision_torchvision(
+    network: str, source: str | None, out_path: str | Path, allow_stand_in: bool, seed: int = 0
+) -> dict[str, Any]:
+    """Write a torchvision ``state_dict`` of ``network`` to ``out_path`` with its record.
+
+    ``source``: a state_dict file the user provides, "download" (torchvision's own download of
+    the ImageNet weights, needs network) or ``None``: then, only when ``allow_stand_in``, a
+    seeded *untrained* network, recorded as ``stand_in: true`` so every value computed with it
+    is labelled "stand-in features".
+    """
+    import torch
+    import torchvision
+
+    out_path = Path(out_path)
+    if network not in TORCHVISION_MODELS:
+        raise WeightsError(f"unknown network {network!r} (known: {sorted(TORCHVISION_MODELS)})")
+    build = getattr(torchvision.models, network)
+    advice = (
+        f"set weights.{network} to a file saved on a machine with network by "
+        f"torch.save(torchvision.models.{network}(weights='DEFAULT').state_dict(), path), "
+        f"or to 'download'"
+    )
+    if source == "download":
+        state = build(weights="DEFAULT").state_dict()
+        origin = {"source": f"torchvision {torchvision.__version__} download (ImageNet)"}
+    elif source:
+        if not Path(source).is_file():
+            raise WeightsError(f"weights.{network}: {source} does not exist; {advice}")
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        origin = {"source": f"user file {source}"}
+    elif allow_stand_in:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            state = build(weights=None).state_dict()
+        origin = {
+            "source": f"stand-in: untrained torchvision {network} (seed {seed})",
+            "note": "NOT the ImageNet network: values computed with it are labelled stand-in",
+        }
+    else:
+        raise WeightsError(f"no {network} weights: {advice}, or set weights.allow_standins")
+    try:
+        build(weights=None).load_state_dict(state)
+    except RuntimeError as error:
+        raise WeightsError(f"weights.{network}: not a {network} state_dict ({error})") from None
+    with atomic_path(out_path) as tmp:
+        torch.save(state, tmp)
+    record = {
+        "name": TORCHVISION_MODELS[network],
+        "file": out_path.name,
+        "sha256": sha256_file(out_path),
+        "stand_in": source is None,
+        "note": "",
         **origin,
     }
     write_json(record_path(out_path), record)

@@ -1,7 +1,8 @@
-"""Figures of the study (PNG + PDF): training curves and sample grids.
+"""Figures of the study (PNG + PDF): training curves, size curves and image grids.
 
-The figure spec lists its cells with the files each needs (``curve.csv`` or
-``samples.zip`` of the cell's runs); pending cells are drawn as labelled gaps.
+The figure spec lists its cells with the files each needs (``curve.csv``, ``samples.zip``
+or the metric records of the cell's runs); pending cells are drawn as labelled gaps.
+Every figure uses seaborn's colour-blind palette and no text smaller than ``MIN_FONT_PT``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,25 @@ import seaborn as sns  # noqa: E402
 
 from mixgan.data.imagezip import image_names, read_image_zip  # noqa: E402
 from mixgan.io import atomic_path  # noqa: E402
+from mixgan.registry import DISPLAY, HIGHER_IS_BETTER  # noqa: E402
 
 PALETTE = "colorblind"
+MIN_FONT_PT = 8.0
+
+
+def _style() -> None:
+    """Seaborn's whitegrid theme, colour-blind palette, no font below ``MIN_FONT_PT``."""
+    sizes = {"axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9}
+    sizes |= {"ytick.labelsize": 9, "legend.fontsize": 8, "legend.title_fontsize": 8}
+    sns.set_theme(style="whitegrid", palette=PALETTE, rc={"font.size": 10, **sizes})
+
+
+def _metric_label(metric: str) -> str:
+    """Axis label of a metric: its name as tables print it (KID x 10^3), unit and direction."""
+    name = DISPLAY.get(metric, (1.0, metric.upper()))[1]
+    unit = "hours" if metric.startswith("gpu_hours") else "unitless"
+    better = "higher" if metric in HIGHER_IS_BETTER else "lower"
+    return f"{name} ({unit}; {better} is better)"
 
 
 def _title(spec: dict[str, Any]) -> str:
@@ -33,8 +51,8 @@ def _title(spec: dict[str, Any]) -> str:
 
 def training_curves(spec: dict[str, Any]) -> plt.Figure:
     """FID (or another curve column) against kimg, one line per cell and seed; best marked."""
-    metric = spec.get("metric", "fid")
-    sns.set_theme(style="whitegrid", palette=PALETTE, font_scale=1.1)
+    metric = spec.get("metric") or "fid"
+    _style()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     colours = sns.color_palette(PALETTE, max(len(spec["cells"]), 1))
     for colour, cell in zip(colours, spec["cells"], strict=True):
@@ -52,9 +70,9 @@ def training_curves(spec: dict[str, Any]) -> plt.Figure:
                 axis.scatter([best["kimg"]], [best[metric]], s=90, marker="*", color=colour,
                              edgecolor="black", zorder=5)  # fmt: skip
     axis.set_xlabel("training progress (kimg: thousands of real images shown to D)")
-    axis.set_ylabel(f"{metric.upper()} (lower is better)")
-    axis.set_title(_title(spec), fontsize=10)
-    axis.legend(fontsize=8, title="★ = best snapshot (kept)", title_fontsize=8)
+    axis.set_ylabel(_metric_label(metric))
+    axis.set_title(_title(spec))
+    axis.legend(title="★ = best snapshot (kept by early stopping)")
     figure.tight_layout()
     return figure
 
@@ -63,7 +81,8 @@ def sample_grid(spec: dict[str, Any]) -> plt.Figure:
     """Rows x columns of panels, each ``samples`` images of the cell's first seed."""
     rows = list(dict.fromkeys(c["row"] for c in spec["cells"]))
     columns = list(dict.fromkeys(c["column"] for c in spec["cells"]))
-    count = spec.get("samples", 8)
+    count = spec.get("samples") or 8
+    _style()
     figure, axes = plt.subplots(
         len(rows), len(columns), figsize=(1.1 * count * len(columns) + 1.5, 1.3 * len(rows) + 1.2),
         squeeze=False,
@@ -74,7 +93,7 @@ def sample_grid(spec: dict[str, Any]) -> plt.Figure:
         axis.set_yticks([])
         if cell["pending"]:
             text = "pending:\n" + cell["pending"]
-            axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=7,
+            axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=MIN_FONT_PT,
                       wrap=True, transform=axis.transAxes)  # fmt: skip
         else:
             path = cell["files"][0]
@@ -111,6 +130,7 @@ def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     names = [image["name"] for image in read_json(cell["subset"])["images"]]
     pixels = torch.from_numpy(read_image_zip(cell["data"], names)).permute(0, 3, 1, 2).float() / 255
     count = spec.get("samples") or 4
+    _style()
     generator = torch.Generator().manual_seed(0)
     lam = sample_lambdas(1000, cell["scoremix"]["alpha"], generator=generator)
     lam = lam[(lam >= 0.3) & (lam <= 0.7)][:count]
@@ -142,14 +162,84 @@ def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     return figure
 
 
+def training_set_sizes(spec: dict[str, Any]) -> dict[str, float]:
+    """Column label -> number of training images: ``spec["sizes"]``, else the label itself.
+
+    Labels are read only as counts ("50", "2k", "70k", "1.5M"); a fraction ("10%") needs
+    ``sizes`` in the spec.
+    """
+    sizes = dict(spec.get("sizes") or {})
+    for column in dict.fromkeys(cell["column"] for cell in spec["cells"]):
+        if column in sizes:
+            continue
+        text = column.strip().lower()
+        factor = {"k": 1e3, "m": 1e6}.get(text[-1:], 1.0)
+        try:
+            sizes[column] = float(text[:-1] if factor != 1.0 else text) * factor
+        except ValueError:
+            raise ValueError(
+                f"{spec['id']}: column '{column}' is not a number of images; "
+                "give the figure spec 'sizes': {column label: number of images}"
+            ) from None
+    return sizes
+
+
+def size_curve(spec: dict[str, Any]) -> plt.Figure:
+    """A metric against the training-set size (log x): one line per row, mean ± std over seeds.
+
+    The cells are those of a table (their ``files`` the runs' metric records); each column
+    label names a subset whose size comes from ``spec["sizes"]``. The title carries the
+    spec's labels and those of the records (e.g. "stand-in features").
+    """
+    from mixgan.report.tables import load_records, summarise, tidy_table
+
+    metric = spec.get("metric") or "fid"
+    cells = [cell for cell in spec["cells"] if cell["metric"] == metric]
+    records = load_records([path for cell in cells for path in cell["files"]])
+    summary = summarise(tidy_table({**spec, "cells": cells}, records))
+    sizes = training_set_sizes({**spec, "cells": cells})
+    summary["size"] = summary["column"].map(sizes)
+    scale = DISPLAY.get(metric, (1.0, ""))[0]
+    _style()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    rows = list(dict.fromkeys(summary["row"]))
+    colours = sns.color_palette(PALETTE, max(len(rows), 1))
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    pending = {cell["row"] for cell in cells if cell["pending"]}
+    for index, (colour, row) in enumerate(zip(colours, rows, strict=True)):
+        points = summary[(summary["row"] == row) & (summary["n"] > 0)].sort_values("size")
+        if points.empty:
+            state = "pending" if row in pending else "no values yet"
+            axis.plot([], [], color=colour, linestyle=":", label=f"{row} ({state})")
+            continue
+        axis.errorbar(points["size"], points["mean"] * scale,
+                      yerr=points["std"].fillna(0.0) * scale, color=colour,
+                      marker=markers[index % len(markers)], capsize=4, label=row)  # fmt: skip
+    axis.set_xscale("log")
+    ticks = sorted(set(sizes.values()))
+    axis.set_xticks(ticks, [f"{size:,.0f}" for size in ticks])
+    axis.minorticks_off()
+    axis.set_xlabel("training-set size (number of real images, log scale)")
+    axis.set_ylabel(_metric_label(metric))
+    recorded = [label for text in summary["labels"] for label in text.split("; ") if label]
+    labels = list(dict.fromkeys([*(spec.get("labels") or []), *recorded]))
+    axis.set_title(_title({**spec, "labels": labels}))
+    seeds = int(summary["n"].max()) if len(summary) else 0
+    axis.legend(title=f"mean ± std over seeds (up to n = {seeds})")
+    figure.tight_layout()
+    return figure
+
+
 DRAWERS = {
     "training_curve": training_curves,
+    "size_curve": size_curve,
     "sample_grid": sample_grid,
     "augmentation_grid": augmentation_grid,
 }
 
 
 def draw_figure(spec: dict[str, Any], inputs: Sequence[Path], out_png: Path, out_pdf: Path) -> None:
+    """Draw the figure of ``spec["kind"]`` and write it as PNG and PDF."""
     figure = DRAWERS[spec["kind"]](spec)
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         with atomic_path(path) as tmp:

@@ -334,9 +334,10 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
 
     with StopFlag() as stop:
         while trainer.kimg < budget and not stopped_early:
-            stats = trainer.train_step()
+            stats = {key: float(value) for key, value in trainer.train_step().items()}
+            _stop_if_not_finite(trainer, stats)
             for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+                sums[key] = sums.get(key, 0.0) + value
             count += 1
             trainer.elapsed = time.perf_counter() - started
             done = trainer.kimg >= budget
@@ -358,6 +359,7 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
             if row:
                 curve.write(row)
             if trainer.kimg >= next_ckpt or stop or done or stopped_early:
+                _stop_if_not_finite(trainer, {}, check_weights=True)
                 save_checkpoint(work / "checkpoints", trainer.step, trainer.state_dict())
                 next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
             if stop:
@@ -367,6 +369,27 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
                 )
 
     return _finish(trainer, paths, spec, stopped_early, log)
+
+
+def _stop_if_not_finite(
+    trainer: GANTrainer, stats: dict[str, float], check_weights: bool = False
+) -> None:
+    """Raise ``TrainingError`` on a NaN/inf loss (or, before a checkpoint, weight): the run
+    stops and the checkpoints on disk, all written from finite weights, are kept."""
+    bad = [key for key, value in stats.items() if not math.isfinite(value)]
+    if check_weights:
+        nets = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}
+        bad += [
+            f"{net_name} weights"
+            for net_name, net in nets.items()
+            if not all(torch.isfinite(p).all() for p in net.parameters())
+        ]
+    if bad:
+        raise TrainingError(
+            f"non-finite {', '.join(bad)} at step {trainer.step}; stopping. The last good "
+            f"checkpoint in {trainer.paths.work_dir / 'checkpoints'} is kept (lower the learning "
+            "rate or raise r1_gamma, then rerun to resume from it)."
+        )
 
 
 def _next_multiple(kimg: float, every: float) -> float:
@@ -382,11 +405,6 @@ def _log_row(
     log: logging.Logger,
 ) -> dict[str, Any]:
     means = {k: v / max(count, 1) for k, v in sums.items()}
-    if not all(math.isfinite(v) for v in means.values()):
-        raise TrainingError(
-            f"non-finite loss at step {trainer.step} ({means}); stopping. The last good checkpoint "
-            f"in {trainer.paths.work_dir / 'checkpoints'} is kept."
-        )
     sec_per_kimg = throughput.tick(trainer.images_seen)
     eta = (budget - trainer.kimg) * sec_per_kimg
     part_stats = {k: v for p in trainer.parts for k, v in p.stats().items()}
