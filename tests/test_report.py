@@ -142,6 +142,23 @@ def test_markdown_marks_best_pending_and_paper_values():
     assert "KID×10³↓" in text and "demo scale" in text
 
 
+def test_values_computed_with_stand_in_features_are_marked_cell_by_cell():
+    marked = records()
+    for (run, metric, _), record in marked.items():
+        if metric == "kid":
+            record["labels"] = [*record["labels"], "stand-in features"]
+    summary = summarise(tidy_table(SPEC, marked))
+    text = markdown_table(SPEC, summary, None)
+    lines = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")
+    }
+    fid, kid = (cell.strip() for cell in lines["+ ScoreMix"].split("|")[2:4])
+    assert not fid.endswith("†") and "†" in kid  # only the stand-in values carry the mark
+    assert "† computed with stand-in features" in text
+    latex = latex_table(SPEC, summary, None)
+    assert r"$^\dagger$" in latex and "†" not in latex
+
+
 def test_a_config_added_row_appears_and_a_missing_record_is_a_footnote(tmp_path):
     spec = json.loads(json.dumps(SPEC))
     spec["cells"].append(cell("+ ScoreMix mu 30", "FFHQ-1K", "fid", ["ffhq/1k/b/sm30/seed0"]))

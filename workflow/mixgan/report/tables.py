@@ -26,6 +26,8 @@ from mixgan.io import atomic_open, read_json
 from mixgan.provenance import code_version
 
 MISSING = "—"
+STAND_IN_LABEL = "stand-in features"
+STAND_IN_MARK = "†"
 RANKING_COLUMNS = [
     "table",
     "column",
@@ -174,6 +176,7 @@ class _Cell:
     best: bool
     note: int | None
     paper: float | None
+    stand_in: bool = False  # computed with stand-in features: marked STAND_IN_MARK
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
                 best=best.get((column, metric)) == row,
                 note=None,
                 paper=paper_value,
+                stand_in=STAND_IN_LABEL in entry.labels.split("; "),
             )
     labels = sorted({label for text in summary["labels"] for label in text.split("; ") if label})
     return _Pivot(
@@ -236,8 +240,10 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
 
 
 def _legend(pivot: _Pivot) -> str:
+    marked = any(cell.stand_in for cell in pivot.cells.values())
     return (
         "Ours: mean ± std over seeds (n = number of seeds with a value); "
+        + (f"{STAND_IN_MARK} computed with stand-in features (an untrained network); " if marked else "")
         + ("the paper's value in parentheses; " if pivot.paper_shown else "")
         + "best of each column in bold; "
         + ", ".join(
@@ -322,6 +328,7 @@ def _markdown_cell(cell: _Cell) -> str:
     else:
         text = cell.mean + (f" ± {cell.std}" if cell.std is not None else "")
         text = f"**{text}**" if cell.best else text
+        text += STAND_IN_MARK if cell.stand_in else ""
         text += f" (n={cell.n})" if cell.n > 1 else ""
     if cell.paper is not None:  # published values are stored as printed (KID already x 10^3)
         text += f" ({cell.paper:.2f})"
@@ -364,6 +371,7 @@ _LATEX_UNICODE = {
     "≥": r"$\geq$",
     "≤": r"$\leq$",
     "★": r"$\star$",
+    "†": r"$^\dagger$",
     "…": r"\ldots{}",
     "’": "'",
     "‘": "`",
@@ -472,6 +480,7 @@ def _latex_cell(cell: _Cell) -> str:
     else:
         text = cell.mean + (rf" $\pm$ {cell.std}" if cell.std is not None else "")
         text = rf"\textbf{{{text}}}" if cell.best else text
+        text += r"$^\dagger$" if cell.stand_in else ""
         text += f" (n={cell.n})" if cell.n > 1 else ""
     if cell.paper is not None:
         text += f" ({cell.paper:.2f})"
