@@ -144,7 +144,7 @@ def test_markdown_marks_best_pending_and_paper_values():
 
 def test_values_computed_with_stand_in_features_are_marked_cell_by_cell():
     marked = records()
-    for (run, metric, _), record in marked.items():
+    for (_, metric, _), record in marked.items():
         if metric == "kid":
             record["labels"] = [*record["labels"], "stand-in features"]
     summary = summarise(tidy_table(SPEC, marked))

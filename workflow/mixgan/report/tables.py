@@ -241,9 +241,10 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
 
 def _legend(pivot: _Pivot) -> str:
     marked = any(cell.stand_in for cell in pivot.cells.values())
+    stand_in = f"{STAND_IN_MARK} computed with stand-in features (an untrained network); "
     return (
         "Ours: mean ± std over seeds (n = number of seeds with a value); "
-        + (f"{STAND_IN_MARK} computed with stand-in features (an untrained network); " if marked else "")
+        + (stand_in if marked else "")
         + ("the paper's value in parentheses; " if pivot.paper_shown else "")
         + "best of each column in bold; "
         + ", ".join(
