@@ -391,7 +391,9 @@ def cmd_metric(args: argparse.Namespace) -> None:
             args.spec, args.run_json, args.scorenet_summary, args.augmented_record
         )
     elif name in registry.IMAGE_METRICS:
-        record = metrics.compute_image_metric_record(args.spec, args.samples_zip, args.weights)
+        record = metrics.compute_image_metric_record(
+            args.spec, args.samples_zip, args.weights, args.device
+        )
     elif name in registry.GENERATOR_METRICS:
         record = metrics.compute_generator_metric_record(
             args.spec, args.network, args.weights, args.device

@@ -226,23 +226,32 @@ def random_pairs(count: int, num_pairs: int, seed: int) -> tuple[np.ndarray, np.
     return first, second + (second >= first)
 
 
-def compute_image_metric_record(
-    spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path
-) -> dict[str, Any]:
-    """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
-    import torch
-
-    from mixgan.data.imagezip import read_image_zip, to_tensor
+def _lpips_network(net: str, weights_path: str | Path, device: str) -> tuple[Any, dict]:
+    """The LPIPS module on ``device`` and the network block of its records: the provisioned
+    backbone's record (SHA-256, stand-in flag) with the package's linear layers."""
+    from mixgan.metrics.inception import pick_device
     from mixgan.metrics.lpips_distance import load_lpips
     from mixgan.metrics.weights import verified_record
 
     network = verified_record(weights_path)
-    module, lpips_record = load_lpips("alex", weights_path, allow_stand_in=False)
+    module, lpips_record = load_lpips(net, weights_path, allow_stand_in=False)
     network = {
         **network,
         "lpips": lpips_record["name"],
         "linear_sha256": lpips_record["linear_sha256"],
     }
+    return module.to(pick_device(device)), network
+
+
+def compute_image_metric_record(
+    spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path, device: str = "auto"
+) -> dict[str, Any]:
+    """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
+    import torch
+
+    from mixgan.data.imagezip import read_image_zip, to_tensor
+
+    module, network = _lpips_network("alex", weights_path, device)
     images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
     first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
     batch = spec["evaluation"]["batch"]
@@ -270,22 +279,14 @@ def compute_generator_metric_record(
     import functools
 
     from mixgan.metrics.inception import pick_device
-    from mixgan.metrics.lpips_distance import load_lpips
     from mixgan.metrics.ppl import interval_uniformity, path_length
-    from mixgan.metrics.weights import verified_record
     from mixgan.sample import load_generator
 
     evaluation, name = spec["evaluation"], spec["metric"]
     torch_device = pick_device(device)
     generator, _ = load_generator(network_path, torch_device)
-    network = verified_record(weights_path)
-    module, lpips_record = load_lpips("vgg", weights_path, allow_stand_in=False)
-    network = {
-        **network,
-        "lpips": lpips_record["name"],
-        "linear_sha256": lpips_record["linear_sha256"],
-    }
-    distance = functools.partial(perceptual_distance, module.to(torch_device))
+    module, network = _lpips_network("vgg", weights_path, device)
+    distance = functools.partial(perceptual_distance, module)
     in_w = evaluation["ppl_space"] == "w"
     options = {
         "endpoints": (lambda z: generator.mapping(z, None)) if in_w else None,
