@@ -203,6 +203,19 @@ def test_run_outputs_record_provenance_and_chain_through_the_subset(tiny_run):
 
 
 @pytest.mark.slow
+def test_the_html_report_groups_results_by_paper_and_has_the_provenance_page(tiny_run):
+    workdir, config_path, _ = tiny_run
+    report = workdir / "report.html"
+    result = snakemake(workdir, "--configfile", str(config_path), "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text()
+    for text in ("ScoreMix", "MixDL", "Provenance", "metrics_overview", "provenance.html"):
+        assert text in html, text
+    page = (workdir / "results" / "tiny" / "report" / "provenance.html").read_text()
+    assert "stand-in features" in page and "verified" in page and "vgg16.pth" in page
+
+
+@pytest.mark.slow
 def test_second_invocation_has_nothing_to_do(tiny_run):
     workdir, config_path, _ = tiny_run
     result = snakemake(workdir, "-n", "--configfile", str(config_path))

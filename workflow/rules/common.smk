@@ -190,6 +190,15 @@ def layout_files(layout, cell):
     return [run_path(run, "samples.zip") for run in cell.runs[:1]]
 
 
+PAPER_TITLES = {"scoremix": "ScoreMix", "remix": "ReMix", "mixdl": "MixDL"}
+
+
+def report_category(wildcards):
+    """The report groups tables and figures by paper, then by id."""
+    paper = STUDY.layouts[wildcards.layout].config["paper"]
+    return PAPER_TITLES.get(paper, paper)
+
+
 def layout_inputs(wildcards):
     return sorted({f for cell in layout_spec(wildcards.layout)["cells"] for f in cell["files"]})
 

@@ -14,7 +14,7 @@ rule table:
         csv=report(
             f"{R}/tables/{{layout}}.csv",
             caption="../report/table.rst",
-            category="Tables",
+            category=report_category,
             subcategory="{layout}",
             labels={"table": "{layout}", "format": "tidy csv"},
         ),
@@ -41,7 +41,7 @@ rule figure:
         png=report(
             f"{R}/figures/{{layout}}.png",
             caption="../report/figure.rst",
-            category="Figures",
+            category=report_category,
             subcategory="{layout}",
             labels={"figure": "{layout}"},
         ),
