@@ -80,6 +80,18 @@ KNOWN_METRICS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+#: the labels a value computed on a stand-in carries in its record, its table and the report
+DEMO_SCALE = "demo scale"
+PROCEDURAL_DATA = "procedural demo data"
+STAND_IN_FEATURES = "stand-in features"
+
+#: what each label means, in the words tables and the provenance page print
+LABEL_MEANINGS: dict[str, str] = {
+    DEMO_SCALE: "tiny networks trained for minutes: not comparable with the papers' numbers",
+    PROCEDURAL_DATA: "images are the workflow's own procedural shapes, not a paper's data",
+    STAND_IN_FEATURES: "features come from an untrained stand-in network, not the real one",
+}
+
 #: dataset formats ``mixgan.data.prepare`` reads.
 DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
 

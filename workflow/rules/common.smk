@@ -20,6 +20,7 @@ from mixgan.registry import (  # noqa: E402
     GENERATOR_METRICS,
     IMAGE_METRICS,
     METRIC_FIGURE_KINDS,
+    PROCEDURAL_DATA,
     RUN_METRICS,
     metric_network,
 )
@@ -132,7 +133,7 @@ def layout_spec(layout_id):
         labels.append("DEMO: tiny networks, minutes of CPU training")
     datasets = {run.dataset for cell in layout.cells for run in cell.runs}
     if any(STUDY.dataset(d).get("format") == "procedural" for d in datasets):
-        labels.append("procedural demo data")
+        labels.append(PROCEDURAL_DATA)
     return {
         "id": layout_id,
         "kind": entry.get("kind", "pivot"),

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mixgan import registry
 from mixgan.data import procedural
 from mixgan.data.imagezip import encode_png
 from mixgan.data.sources import SourceImage, list_source_images
@@ -80,7 +81,7 @@ def prepare_dataset(name: str, dataset: dict[str, Any], out_zip: Path, out_manif
         ]
         modes: Counter = Counter({"RGB": len(images)})
         sizes: Counter = Counter({f"{resolution}x{resolution}": len(images)})
-        stand_in = "procedural demo data"
+        stand_in = registry.PROCEDURAL_DATA
         pixels: Iterable[np.ndarray] = images
     else:
         sources = list_source_images(

@@ -101,11 +101,11 @@ def record_labels(spec: dict[str, Any], feature_network: dict[str, Any]) -> list
     """The stand-in labels a value computed under ``spec`` must carry."""
     labels = []
     if spec.get("scale") == "demo":
-        labels.append("demo scale")
+        labels.append(registry.DEMO_SCALE)
     if spec.get("stand_in_data"):
-        labels.append("procedural demo data")
+        labels.append(registry.PROCEDURAL_DATA)
     if feature_network.get("stand_in"):
-        labels.append("stand-in features")
+        labels.append(registry.STAND_IN_FEATURES)
     return labels
 
 
@@ -247,23 +247,21 @@ def compute_image_metric_record(
     spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path, device: str = "auto"
 ) -> dict[str, Any]:
     """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
-    import torch
+    import functools
 
     from mixgan.data.imagezip import read_image_zip, to_tensor
+    from mixgan.metrics.lpips_distance import mean_over_pairs
 
     module, network = _lpips_network("alex", weights_path, device)
     images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
     first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
-    batch = spec["evaluation"]["batch"]
-    values = torch.cat(
-        [
-            perceptual_distance(module, images[first[i : i + batch]], images[second[i : i + batch]])
-            for i in range(0, len(first), batch)
-        ]
-    )
+    value = mean_over_pairs(
+        functools.partial(perceptual_distance, module),
+        images, first, second, spec["evaluation"]["batch"],
+    )  # fmt: skip
     return _record(
         spec,
-        float(values.mean()),
+        value,
         record_labels(spec, network),
         num_samples=int(len(images)),
         num_pairs=int(len(first)),

@@ -27,7 +27,7 @@ from mixgan.metrics.inception_layers import (
     pool_features,
     spatial_features,
 )
-from mixgan.metrics.weights import INCEPTION_FILE, WeightsError, verified_record
+from mixgan.metrics.weights import INCEPTION_FILE, check_inception_name, verified_record
 
 KINDS = ("pool", "spatial", "probs")
 STAND_IN_CLASSES = 1008
@@ -60,8 +60,7 @@ class InceptionFeatures:
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.kind = kind
-        if Path(weights_path).name != INCEPTION_FILE:
-            raise WeightsError(f"{weights_path}: clean-fid expects the file name {INCEPTION_FILE}")
+        check_inception_name(weights_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             model = InceptionV3W(

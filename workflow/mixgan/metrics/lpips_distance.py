@@ -20,9 +20,11 @@ least 32² for AlexNet. Diversity uses AlexNet, PPL VGG-16 (Section D of the stu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +139,27 @@ def lpips_pairs(module: nn.Module, images_a: Tensor, images_b: Tensor) -> Tensor
         return module(images_a.to(device), images_b.to(device)).reshape(len(images_a))
 
 
+def mean_over_pairs(
+    distance: Callable[[Tensor, Tensor], Tensor],
+    images: Tensor,
+    first: Sequence[int] | Tensor,
+    second: Sequence[int] | Tensor,
+    batch: int = 64,
+) -> float:
+    """Mean of ``distance(images[first[k]], images[second[k]])`` over k, ``batch`` pairs at once."""
+    total = 0.0
+    for start in range(0, len(first), batch):
+        pairs = slice(start, start + batch)
+        total += float(distance(images[first[pairs]], images[second[pairs]]).sum())
+    return total / len(first)
+
+
 def pairwise_lpips(images: Tensor, module: nn.Module, batch: int = 64) -> float:
     """Mean LPIPS over all unordered pairs {i, j}, i != j, of a set of N >= 2 images."""
     if len(images) < 2:
         raise ValueError("pairwise LPIPS needs at least two images")
     first, second = torch.triu_indices(len(images), len(images), offset=1)
-    total = 0.0
-    for start in range(0, len(first), batch):
-        pairs = slice(start, start + batch)
-        total += float(lpips_pairs(module, images[first[pairs]], images[second[pairs]]).sum())
-    return total / len(first)
+    return mean_over_pairs(functools.partial(lpips_pairs, module), images, first, second, batch)
 
 
 def stargan_lpips(outputs: list[Tensor], module: nn.Module, batch: int = 64) -> float:

