@@ -14,9 +14,11 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``scorenet``: seconds per iteration of score-network training at 256², batch 32;
 * ``inception``: Inception-v3 feature throughput (network alone, and the whole clean-fid
   pipeline from a zip of PNGs) and how much TF32/bf16 move FID on the same images;
+* ``kernels``: the FIR resampling written four ways (forward and input gradient at D's 256²
+  layer), and how far bf16 autocast moves G's images and D's logits from float32;
 * ``stylegan2``: sec/kimg and GPU memory of the StyleGAN2 training step at 256², batch 64, on
-  synthetic data, per precision and memory format;
-* ``compile``: the same with the generator under ``torch.compile``.
+  synthetic data, per precision, memory format and ``torch.compile`` (``--variants``, default
+  all; ``--profile`` adds each variant's top GPU kernels).
 
 Each section merges its numbers into the ``--out`` JSON as it finishes, so a run cut off at its
 time limit keeps what it measured. ``--smoke`` runs every section at toy sizes on the CPU to
@@ -62,15 +64,15 @@ from mixgan.scores import (  # noqa: E402
 from mixgan.train.scorenet import dsm_step  # noqa: E402
 
 LOG = logging.getLogger("gpu_suite")
-SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "stylegan2", "compile")
+SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "kernels", "stylegan2")
 TIME_LIMITS = {
     "env": 30,
     "consistency": 80,
     "scoremix": 105,
     "scorenet": 45,
     "inception": 80,
-    "stylegan2": 120,
-    "compile": 90,
+    "kernels": 60,
+    "stylegan2": 400,
 }
 PRECISIONS = ("fp32", "default", "tf32", "bf16")
 
@@ -530,70 +532,206 @@ def _stylegan2_spec(ctx: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _time_trainer(trainer, mode: str, steps: int, device: torch.device) -> dict[str, Any]:
+def _time_trainer(trainer, steps: int, device: torch.device, warm: int = 3) -> dict[str, Any]:
+    """Seconds per kimg over ``steps`` steps after ``warm`` warm-up steps (the first holds a lazy
+    R1 and a path-length step, cuDNN's autotuning and any compilation); logs every step."""
     batch = trainer.train_cfg["batch"]
     reset_peak(device)
-    with precision(mode, device):
-        warm = 3  # the first step includes a lazy R1 step
-        seconds_warm, _ = timed(lambda: [trainer.train_step() for _ in range(warm)], device)
-        seconds, rows = timed(lambda: [trainer.train_step() for _ in range(steps)], device)
-    finite = all(torch.isfinite(v).all().item() for row in rows for v in row.values())
+    step_seconds, rows = [], []
+    for index in range(warm + steps):
+        seconds, row = timed(trainer.train_step, device)
+        step_seconds.append(seconds)
+        rows.append(row)
+        LOG.info("step %d (%s): %.3f s", index, "warm-up" if index < warm else "timed", seconds)
+    timed_seconds = sum(step_seconds[warm:])
+    finite = all(torch.isfinite(v).all().item() for row in rows[warm:] for v in row.values())
+    cfg = trainer.train_cfg
+    timed_steps = range(trainer.step - steps, trainer.step)
     return {
-        "sec_per_kimg": round(seconds / (steps * batch / 1000), 2),
+        "sec_per_kimg": round(timed_seconds / (steps * batch / 1000), 2),
         "steps_timed": steps,
-        "r1_steps_included": sum(
-            1
-            for s in range(trainer.step - steps, trainer.step)
-            if s % trainer.train_cfg["r1_interval"] == 0
-        ),  # fmt: skip
-        "warmup_s": round(seconds_warm, 1),
+        "r1_steps_included": sum(1 for s in timed_steps if s % cfg["r1_interval"] == 0),
+        "pl_steps_included": sum(1 for s in timed_steps if s % cfg["pl_interval"] == 0),
+        "warmup_s": [round(x, 2) for x in step_seconds[:warm]],
+        "step_s": [round(x, 3) for x in step_seconds[warm:]],
         "peak_gib": peak_gib(device),
         "losses_finite": finite,
     }
 
 
+def _top_kernels(trainer, device: torch.device, steps: int = 1, rows: int = 30) -> list[str]:
+    """The GPU kernels (or CPU ops) taking the most time over ``steps`` training steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+        sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return (
+        prof.key_averages()
+        .table(sort_by=sort, row_limit=rows, max_name_column_width=70)
+        .split("\n")
+    )
+
+
+# name: (precision, channels_last, compile); "no_autotune" turns cuDNN's autotuner off again
+STYLEGAN2_VARIANTS = {
+    "tf32": ("tf32", False, False),
+    "tf32_no_autotune": ("tf32", False, False),
+    "tf32_channels_last": ("tf32", True, False),
+    "bf16": ("bf16", False, False),
+    "bf16_channels_last": ("bf16", True, False),
+    "fp32": ("fp32", False, False),
+    "tf32_compiled": ("tf32", False, True),
+    "bf16_compiled": ("bf16", False, True),
+    "bf16_channels_last_compiled": ("bf16", True, True),
+}
+
+
 def section_stylegan2(ctx: dict[str, Any]) -> dict[str, Any]:
+    """sec/kimg of the training step at 256², batch 64, per precision, memory format and
+    compilation (``--variants``), on NVIDIA's synthetic data; ``--profile`` adds the top
+    kernels of each variant."""
     device, smoke = ctx["device"], ctx["smoke"]
     spec = _stylegan2_spec(ctx)
-    resolution = spec["resolution"]
     pool = synthetic_pool(32 if smoke else 1000, spec["resolution"])
     backbone = spec["backbone"]
     out: dict[str, Any] = {
         "run": spec["run"],
-        "resolution": resolution,
+        "resolution": spec["resolution"],
         "batch": backbone["train"]["batch"],
         "channel_base": backbone["channel_base"],
         "mbstd_group": backbone["mbstd_group"],
         "r1_interval": backbone["train"]["r1_interval"],
+        "pl_weight": backbone["train"]["pl_weight"],
+        "pl_interval": backbone["train"]["pl_interval"],
         "data": "uniform random uint8 (synthetic)",
     }
-    steps = 4 if smoke else 16  # 1.024 kimg at batch 64, one lazy R1 step (interval 16)
-    variants = [
-        ("default", False), ("tf32", False), ("tf32", True), ("bf16", True), ("fp32", False),
-    ]  # fmt: skip
-    for mode, channels_last in variants:
+    steps = 4 if smoke else ctx["steps"]  # 16 = 1.024 kimg at batch 64: one R1, four PL steps
+    for name in ctx["variants"]:
+        mode, channels_last, compiled = STYLEGAN2_VARIANTS[name]
+        backbone["train"].update(precision=mode, channels_last=channels_last, compile=compiled)
+        LOG.info("variant %s", name)
+        torch.manual_seed(0)
         trainer = gan_trainer(spec, pool)
-        if channels_last:
-            trainer.G.to(memory_format=torch.channels_last)
-            trainer.D.to(memory_format=torch.channels_last)
-        name = mode + ("_channels_last" if channels_last else "")
-        if "parameters" not in out:
-            out["parameters"] = {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)}
-        out[name] = _time_trainer(trainer, mode, steps, device)
+        torch.backends.cudnn.benchmark = not name.endswith("no_autotune")
+        out.setdefault(
+            "parameters", {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)}
+        )
+        out[name] = _time_trainer(trainer, steps, device)
+        if ctx["profile"]:
+            out[name]["top_kernels"] = _top_kernels(trainer, device)
         ctx["save"](out)
         del trainer
+        torch._dynamo.reset()
     return out
 
 
-def section_compile(ctx: dict[str, Any]) -> dict[str, Any]:
+def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """The package's upfirdn2d: two grouped 1-D convolutions."""
+    from mixgan.nets.stylegan2 import upfirdn2d
+
+    return upfirdn2d(x, f, up, down, padding, gain)
+
+
+def _fir_prepare(x, f, up, padding, gain):
+    n, c, h, w = x.shape
+    if up > 1:
+        x = torch.nn.functional.pad(x.reshape(n, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
+        x = x.reshape(n, c, h * up, w * up)
+    x = torch.nn.functional.pad(x, (padding[0], padding[1], padding[0], padding[1]))
+    taps = f.flip(0) * gain**0.5
+    return x, torch.outer(taps, taps).to(x.dtype)
+
+
+def _fir_grouped_2d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """One grouped 4x4 convolution (NVIDIA's reference implementation's choice)."""
+    x, kernel = _fir_prepare(x, f, up, padding, gain)
+    c, k = x.shape[1], kernel.shape[0]
+    return torch.nn.functional.conv2d(x, kernel.expand(c, 1, k, k), stride=down, groups=c)
+
+
+def _fir_channels_as_batch(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """Channels folded into the batch: one single-channel 4x4 convolution."""
+    x, kernel = _fir_prepare(x, f, up, padding, gain)
+    n, c, h, w = x.shape
+    k = kernel.shape[0]
+    weight = kernel.reshape(1, 1, k, k)
+    y = torch.nn.functional.conv2d(x.reshape(n * c, 1, h, w), weight, stride=down)
+    return y.reshape(n, c, *y.shape[2:])
+
+
+def _fir_box_cascade(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """[1, 3, 3, 1] only: its 2-D filter is three 2x2 box filters, i.e. three average pools."""
+    if up != 1 or f.numel() != 4 or not torch.allclose(f, torch.tensor([1, 3, 3, 1]).to(f) / 8):
+        raise ValueError("the box cascade is the [1, 3, 3, 1] filter without upsampling")
+    x = torch.nn.functional.pad(x, (padding[0], padding[1], padding[0], padding[1]))
+    x = torch.nn.functional.avg_pool2d(x, 2, stride=1)
+    x = torch.nn.functional.avg_pool2d(x, 2, stride=1)
+    return torch.nn.functional.avg_pool2d(x, 2, stride=down) * gain
+
+
+FIR_IMPLEMENTATIONS = {
+    "two_1d_grouped": _fir_two_1d,
+    "grouped_2d": _fir_grouped_2d,
+    "channels_as_batch": _fir_channels_as_batch,
+    "box_cascade": _fir_box_cascade,
+}
+
+
+def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
+    """FIR down-sampling implementations (forward + input gradient of D's 256² layer) and how
+    far bf16 autocast moves G's images and D's logits from float32 at 256²."""
+    from mixgan.nets.stylegan2 import fir_filter
+
     device, smoke = ctx["device"], ctx["smoke"]
+    shape = (4, 8, 32, 32) if smoke else (64, 64, 256, 256)
+    f = fir_filter().to(device)
+    x = torch.randn(shape, device=device)
+    reference = _fir_two_1d(x, f, padding=(2, 1))
+    out: dict[str, Any] = {"shape": list(shape), "fir": {}}
+    torch.backends.cudnn.benchmark = True
+    for name, fn in FIR_IMPLEMENTATIONS.items():
+        error = (fn(x, f, padding=(2, 1)) - reference).abs().max().item()
+        row = {"max_abs_diff_vs_package": error}
+        for dtype in (torch.float32, torch.bfloat16):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                xin = x.to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+
+                def step(fn=fn, xin=xin):
+                    for _ in range(10):
+                        y = fn(xin, f, padding=(2, 1))[:, :, ::2, ::2]
+                        (grad,) = torch.autograd.grad(y.float().sum(), xin)
+                    return grad
+
+                step()
+                seconds, _ = timed(step, device)
+                layout = "nhwc" if fmt is torch.channels_last else "nchw"
+                key = f"{str(dtype).split('.')[-1]}_{layout}"
+                row[key + "_ms"] = round(seconds * 100, 3)
+        out["fir"][name] = row
+        ctx["save"](out)
+
     spec = _stylegan2_spec(ctx)
-    pool = synthetic_pool(32 if smoke else 1000, spec["resolution"])
-    trainer = gan_trainer(spec, pool)
-    # D is left eager: lazy R1 differentiates through it twice, which torch.compile refuses.
-    trainer.G.synthesis = torch.compile(trainer.G.synthesis)
-    trainer.G.mapping = torch.compile(trainer.G.mapping)
-    return {"tf32_compiled_generator": _time_trainer(trainer, "tf32", 4 if smoke else 16, device)}
+    trainer = gan_trainer(spec, synthetic_pool(8, spec["resolution"]))
+    z = torch.randn(8, trainer.G.z_dim, device=device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    with torch.no_grad():
+        images = trainer.G(z, noise_mode="const")
+        logits = trainer.D(images)
+        with torch.autocast(device.type, torch.bfloat16):
+            images_bf16 = trainer.G(z, noise_mode="const").float()
+            logits_bf16 = trainer.D(images).float()
+    out["bf16_vs_fp32_untrained_256"] = {
+        "image_max_abs_diff": (images_bf16 - images).abs().max().item(),
+        "image_mean_abs_diff": (images_bf16 - images).abs().mean().item(),
+        "image_std": images.std().item(),
+        "logit_max_abs_diff": (logits_bf16 - logits).abs().max().item(),
+        "logit_std": logits.std().item(),
+    }
+    return out
 
 
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -602,8 +740,8 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "scoremix": section_scoremix,
     "scorenet": section_scorenet,
     "inception": section_inception,
+    "kernels": section_kernels,
     "stylegan2": section_stylegan2,
-    "compile": section_compile,
 }
 
 
@@ -633,6 +771,11 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="Inception weights (.pt or .fp16.pt)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="for all: which, in order")
     parser.add_argument("--quick", action="store_true", help="fewer variants per section")
+    parser.add_argument(
+        "--variants", default=",".join(STYLEGAN2_VARIANTS), help="stylegan2: which, in order"
+    )
+    parser.add_argument("--profile", action="store_true", help="stylegan2: top kernels too")
+    parser.add_argument("--steps", type=int, default=16, help="stylegan2: timed steps")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.section == "all":
@@ -640,6 +783,8 @@ def main() -> None:
             command = [sys.executable, __file__, section, "--out", str(args.out)]
             command += ["--smoke"] if args.smoke else []
             command += ["--quick"] if args.quick else []
+            command += ["--variants", args.variants, "--steps", str(args.steps)]
+            command += ["--profile"] if args.profile else []
             command += ["--weights", str(args.weights)] if args.weights else []
             tic = time.perf_counter()
             try:
@@ -658,6 +803,9 @@ def main() -> None:
         "device": device,
         "smoke": args.smoke,
         "quick": args.quick,
+        "variants": [name for name in args.variants.split(",") if name],
+        "profile": args.profile,
+        "steps": args.steps,
         "inception": inception_weights(args.weights),
         "save": lambda partial: merge_result(args.out, args.section, {**partial, "partial": True}),
     }

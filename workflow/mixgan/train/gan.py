@@ -9,6 +9,10 @@ Real batches are drawn uniformly with replacement from the pool (the subset plus
 extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
 optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
 run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
+
+On a GPU the run's ``precision``, ``channels_last`` and ``compile`` settings choose the
+arithmetic (see ``GANTrainer.__init__``); cuDNN picks its fastest algorithms for the fixed
+shapes (``cudnn.benchmark``), so GPU runs are seeded but not bitwise repeatable.
 """
 
 from __future__ import annotations
@@ -120,9 +124,25 @@ class GANTrainer:
         self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
         self.g_kwargs, d_kwargs = network_kwargs(spec)
-        self.G = Generator(**self.g_kwargs).to(self.device).train()
-        self.D = Discriminator(**d_kwargs).to(self.device).train()
+        on_gpu = self.device.type == "cuda"
+        self.precision = self.train_cfg["precision"] if on_gpu else "fp32"
+        self.memory_format = (
+            torch.channels_last
+            if on_gpu and self.train_cfg["channels_last"]
+            else torch.contiguous_format
+        )
+        if on_gpu:
+            use_gpu_arithmetic(self.precision)
+        self.G = Generator(**self.g_kwargs).to(self.device, memory_format=self.memory_format)
+        self.D = Discriminator(**d_kwargs).to(self.device, memory_format=self.memory_format)
+        self.G.train()
+        self.D.train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # The main passes may run compiled; R1 and path-length regularisation differentiate
+        # twice, which torch.compile does not support, so they use the eager modules.
+        compiled = on_gpu and self.train_cfg["compile"]
+        self.synthesis_main = torch.compile(self.G.synthesis) if compiled else self.G.synthesis
+        self.D_main = torch.compile(self.D) if compiled else self.D
         # Lazy regularisation (StyleGAN2): lr and betas are adjusted for each interval.
         self.opt_g = self._adam(self.G, self.train_cfg["pl_interval"] if self.uses_pl else None)
         self.opt_d = self._adam(self.D, self.train_cfg["r1_interval"])
@@ -140,7 +160,11 @@ class GANTrainer:
         lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
         return torch.optim.Adam(
-            net.parameters(), lr=lr * ratio, betas=[b**ratio for b in betas], eps=1e-8
+            net.parameters(),
+            lr=lr * ratio,
+            betas=[b**ratio for b in betas],
+            eps=1e-8,
+            fused=self.device.type == "cuda",
         )
 
     # -- state ----------------------------------------------------------------------
@@ -185,7 +209,12 @@ class GANTrainer:
 
     def real_batch(self, batch: int) -> torch.Tensor:
         index = torch.randint(len(self.pool), (batch,))
-        return self.pool[index].to(self.device, torch.float32) / 127.5 - 1
+        images = self.pool[index].to(self.device, torch.float32) / 127.5 - 1
+        return images.contiguous(memory_format=self.memory_format)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast for the synthesis network and D when the run's precision is bf16."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
 
     def generate_ws(self, batch: int) -> torch.Tensor:
         """Latents w (with style mixing) of a batch of new samples."""
@@ -198,14 +227,21 @@ class GANTrainer:
         return ws
 
     def generate(self, batch: int) -> torch.Tensor:
-        return self.G.synthesis(self.generate_ws(batch), noise_mode="random")
+        ws = self.generate_ws(batch)
+        with self.autocast():
+            images = self.synthesis_main(ws, noise_mode="random")
+        return images.float()
 
-    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
+    def discriminate(self, images: torch.Tensor, main: bool = True) -> torch.Tensor:
+        """D's logits (float32) on ``images`` after the parts' augmentations; ``main=False``
+        uses the eager D, which can be differentiated twice."""
         for part in self.parts:
             images = part.augment_d_input(images)
-        return self.D(images, None)
+        with self.autocast():
+            logits = (self.D_main if main else self.D)(images, None)
+        return logits.float()
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
         batch = self.train_cfg["batch"]
         # Generator: non-saturating logistic loss.
         self.D.requires_grad_(False)
@@ -214,7 +250,7 @@ class GANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
-        pl = torch.zeros(())
+        pl = torch.zeros((), device=self.device)
         if self.uses_pl and self.step % self.train_cfg["pl_interval"] == 0:
             pl = self.pl_step(batch)
         self.D.requires_grad_(True)
@@ -238,7 +274,7 @@ class GANTrainer:
         for part in self.parts:
             part.after_d_step(logits_real.detach())
 
-        r1 = torch.zeros(())
+        r1 = torch.zeros((), device=self.device)
         if self.train_cfg["r1_gamma"] > 0 and self.step % self.train_cfg["r1_interval"] == 0:
             r1 = self.r1_step(real)
 
@@ -259,7 +295,8 @@ class GANTrainer:
         y ~ N(0, I / (H W)), on batch / pl_batch_shrink samples, scaled by the interval."""
         cfg = self.train_cfg
         ws = self.generate_ws(max(batch // cfg["pl_batch_shrink"], 1))
-        images = self.G.synthesis(ws, noise_mode="random")
+        with self.autocast():
+            images = self.G.synthesis(ws, noise_mode="random").float()
         noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
         lengths = path_lengths(images, ws, noise)
         self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg["pl_decay"])
@@ -272,7 +309,7 @@ class GANTrainer:
     def r1_step(self, real: torch.Tensor) -> torch.Tensor:
         """Lazy R1: gamma/2 E||grad_x D(x)||² on reals, scaled by the interval."""
         real = real.detach().requires_grad_(True)
-        logits = self.discriminate(real)
+        logits = self.discriminate(real, main=False)
         (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         penalty = grad.square().sum(dim=[1, 2, 3]).mean()
         loss = penalty * (self.train_cfg["r1_gamma"] / 2) * self.train_cfg["r1_interval"]
@@ -285,10 +322,19 @@ class GANTrainer:
     def update_ema(self, batch: int) -> None:
         half_life = self.train_cfg["ema_kimg"] * 1000
         beta = 0.5 ** (batch / max(half_life, 1e-8)) if half_life > 0 else 0.0
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        params_ema, params = list(self.G_ema.parameters()), list(self.G.parameters())
+        torch._foreach_lerp_(params_ema, params, 1.0 - beta)  # p_ema <- p + beta (p_ema - p)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
+
+
+def use_gpu_arithmetic(precision: str) -> None:
+    """Set the process-wide GPU flags of a run's precision: TensorFloat-32 in cuDNN
+    convolutions and cuBLAS matrix products unless ``fp32``, and cuDNN's autotuner."""
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
 
 
 def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -334,7 +380,9 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
 
     with StopFlag() as stop:
         while trainer.kimg < budget and not stopped_early:
-            stats = {key: float(value) for key, value in trainer.train_step().items()}
+            step_stats = trainer.train_step()
+            values = torch.stack(list(step_stats.values())).tolist()  # one device sync
+            stats = dict(zip(step_stats, values, strict=True))
             _stop_if_not_finite(trainer, stats)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
