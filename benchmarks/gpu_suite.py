@@ -637,11 +637,10 @@ def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
 
 
 def _fir_prepare(x, f, up, padding, gain):
-    n, c, h, w = x.shape
-    if up > 1:
-        x = torch.nn.functional.pad(x.reshape(n, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
-        x = x.reshape(n, c, h * up, w * up)
-    x = torch.nn.functional.pad(x, (padding[0], padding[1], padding[0], padding[1]))
+    """The package's zero insertion and padding, and the 2-D filter as one kernel."""
+    from mixgan.nets.stylegan2 import upsample_and_pad
+
+    x = upsample_and_pad(x, up, (padding[0], padding[1], padding[0], padding[1]))
     taps = f.flip(0) * gain**0.5
     return x, torch.outer(taps, taps).to(x.dtype)
 
@@ -667,7 +666,7 @@ def _fir_box_cascade(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
     """[1, 3, 3, 1] only: its 2-D filter is three 2x2 box filters, i.e. three average pools."""
     if up != 1 or f.numel() != 4 or not torch.allclose(f, torch.tensor([1, 3, 3, 1]).to(f) / 8):
         raise ValueError("the box cascade is the [1, 3, 3, 1] filter without upsampling")
-    x = torch.nn.functional.pad(x, (padding[0], padding[1], padding[0], padding[1]))
+    x, _ = _fir_prepare(x, f, up, padding, gain)
     x = torch.nn.functional.avg_pool2d(x, 2, stride=1)
     x = torch.nn.functional.avg_pool2d(x, 2, stride=1)
     return torch.nn.functional.avg_pool2d(x, 2, stride=down) * gain

@@ -84,13 +84,19 @@ def upfirdn2d(
     return _FIRResample.apply(x, f, up, down, pad, gain)
 
 
-def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
-    """``upfirdn2d`` with (left, right, top, bottom) padding, as two grouped 1-D convolutions."""
+def upsample_and_pad(x: Tensor, up: int, pad: Padding4) -> Tensor:
+    """Insert ``up - 1`` zeros after every pixel along both axes, then pad (negative crops)."""
     n, c, h, w = x.shape
     if up > 1:
         x = F.pad(x.reshape(n, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, pad)
+    return F.pad(x, pad)
+
+
+def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
+    """``upfirdn2d`` with (left, right, top, bottom) padding, as two grouped 1-D convolutions."""
+    x = upsample_and_pad(x, up, pad)
+    c = x.shape[1]
     taps = (f.flip(0) * math.sqrt(gain)).to(x.dtype)  # flip: convolution, not correlation
     k = taps.numel()
     x = F.conv2d(x, taps.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c)
