@@ -629,8 +629,9 @@ def section_stylegan2(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
-    """The package's upfirdn2d: two grouped 1-D convolutions."""
+def _fir_package(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """The package's upfirdn2d: one grouped convolution with the 2-D filter (transposed for
+    upsampling), with the adjoint FIR resampling as its backward pass."""
     from mixgan.nets.stylegan2 import upfirdn2d
 
     return upfirdn2d(x, f, up, down, padding, gain)
@@ -645,11 +646,17 @@ def _fir_prepare(x, f, up, padding, gain):
     return x, torch.outer(taps, taps).to(x.dtype)
 
 
-def _fir_grouped_2d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
-    """One grouped 4x4 convolution (NVIDIA's reference implementation's choice)."""
-    x, kernel = _fir_prepare(x, f, up, padding, gain)
-    c, k = x.shape[1], kernel.shape[0]
-    return torch.nn.functional.conv2d(x, kernel.expand(c, 1, k, k), stride=down, groups=c)
+def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """Two grouped 1-D convolutions, one per axis (the package's choice until 2026-11-27)."""
+    x, _ = _fir_prepare(x, f, up, padding, gain)
+    c, k = x.shape[1], f.numel()
+    taps = (f.flip(0) * gain**0.5).to(x.dtype)
+    x = torch.nn.functional.conv2d(
+        x, taps.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c
+    )
+    return torch.nn.functional.conv2d(
+        x, taps.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(down, 1), groups=c
+    )
 
 
 def _fir_channels_as_batch(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
@@ -673,45 +680,61 @@ def _fir_box_cascade(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
 
 
 FIR_IMPLEMENTATIONS = {
+    "package": _fir_package,
     "two_1d_grouped": _fir_two_1d,
-    "grouped_2d": _fir_grouped_2d,
     "channels_as_batch": _fir_channels_as_batch,
     "box_cascade": _fir_box_cascade,
 }
 
 
+# operation: (upfirdn2d arguments, input shape, smoke input shape); "blur_then_slice" is the
+# operation timed on 2026-11-27 (D's 256² layer, before the stride-2 convolution)
+FIR_OPERATIONS = {
+    "blur_then_slice": ({"padding": (2, 1)}, (64, 64, 256, 256), (4, 8, 32, 32)),
+    "down2": ({"down": 2, "padding": (1, 1)}, (64, 64, 256, 256), (4, 8, 32, 32)),
+    "up2": ({"up": 2, "padding": (2, 1), "gain": 4.0}, (64, 64, 128, 128), (4, 8, 16, 16)),
+}
+
+
 def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
-    """FIR down-sampling implementations (forward + input gradient of D's 256² layer) and how
-    far bf16 autocast moves G's images and D's logits from float32 at 256²."""
+    """FIR resampling implementations (forward + input gradient at D's and G's 256² layers, ms
+    per call) and how far bf16 autocast moves G's images and D's logits from float32 at 256²."""
     from mixgan.nets.stylegan2 import fir_filter
 
     device, smoke = ctx["device"], ctx["smoke"]
-    shape = (4, 8, 32, 32) if smoke else (64, 64, 256, 256)
     f = fir_filter().to(device)
-    x = torch.randn(shape, device=device)
-    reference = _fir_two_1d(x, f, padding=(2, 1))
-    out: dict[str, Any] = {"shape": list(shape), "fir": {}}
+    out: dict[str, Any] = {"fir": {}}
     torch.backends.cudnn.benchmark = True
-    for name, fn in FIR_IMPLEMENTATIONS.items():
-        error = (fn(x, f, padding=(2, 1)) - reference).abs().max().item()
-        row = {"max_abs_diff_vs_package": error}
-        for dtype in (torch.float32, torch.bfloat16):
-            for fmt in (torch.contiguous_format, torch.channels_last):
-                xin = x.to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    for operation, (kwargs, full_shape, smoke_shape) in FIR_OPERATIONS.items():
+        shape = smoke_shape if smoke else full_shape
+        x = torch.randn(shape, device=device)
+        subsample = operation == "blur_then_slice"
+        reference = _fir_package(x, f, **kwargs)
+        rows = out["fir"].setdefault(operation, {"input_shape": list(shape)})
+        for name, fn in FIR_IMPLEMENTATIONS.items():
+            try:
+                error = (fn(x, f, **kwargs) - reference).abs().max().item()
+            except ValueError as unsupported:
+                rows[name] = {"unsupported": str(unsupported)}
+                continue
+            row = rows[name] = {"max_abs_diff_vs_package": error}
+            for dtype in (torch.float32, torch.bfloat16):
+                for fmt in (torch.contiguous_format, torch.channels_last):
+                    xin = x.to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
 
-                def step(fn=fn, xin=xin):
-                    for _ in range(10):
-                        y = fn(xin, f, padding=(2, 1))[:, :, ::2, ::2]
-                        (grad,) = torch.autograd.grad(y.float().sum(), xin)
-                    return grad
+                    def step(fn=fn, xin=xin, kwargs=kwargs, subsample=subsample):
+                        for _ in range(10):
+                            y = fn(xin, f, **kwargs)
+                            y = y[:, :, ::2, ::2] if subsample else y
+                            (grad,) = torch.autograd.grad(y.float().sum(), xin)
+                        return grad
 
-                step()
-                seconds, _ = timed(step, device)
-                layout = "nhwc" if fmt is torch.channels_last else "nchw"
-                key = f"{str(dtype).split('.')[-1]}_{layout}"
-                row[key + "_ms"] = round(seconds * 100, 3)
-        out["fir"][name] = row
-        ctx["save"](out)
+                    step()
+                    seconds, _ = timed(step, device)
+                    layout = "nhwc" if fmt is torch.channels_last else "nchw"
+                    key = f"{str(dtype).split('.')[-1]}_{layout}"
+                    row[key + "_ms"] = round(seconds * 100, 3)
+            ctx["save"](out)
 
     spec = _stylegan2_spec(ctx)
     trainer = gan_trainer(spec, synthetic_pool(8, spec["resolution"]))

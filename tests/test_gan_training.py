@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from mixgan.config import RunKey, Study
 from mixgan.train.checkpoint import list_checkpoints
-from mixgan.train.gan import TrainPaths, path_lengths, train_gan
+from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
 
 from .conftest import prepare_shapes_subset
 
@@ -162,3 +163,38 @@ def test_path_length_regularisation_runs_lazily_and_tracks_its_mean(minimal_conf
     spec["backbone"]["train"]["pl_weight"] = 0.0
     train_gan(spec, paths(data, tmp_path / "off"), LOG)
     assert (pd.read_csv(tmp_path / "off" / "curve.csv")["pl"] == 0).all()
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler"
+)
+def test_compiled_main_passes_train_exactly_like_the_eager_ones(
+    minimal_config, data, tmp_path, monkeypatch
+):
+    """The compiled synthesis network and D (``train.compile``, what the GPU benchmark's
+    compiled variants run) give the eager run's losses and weights, through steps with lazy R1
+    and path-length regularisation, which stay eager; the compiled code draws its noise with
+    PyTorch's eager generator here, so both runs see the same random numbers."""
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    spec = tiny_spec(minimal_config)
+    spec["backbone"]["train"].update(pl_weight=2.0, pl_interval=2)
+    trainers = {}
+    for compiled in (False, True):
+        spec["backbone"]["train"]["compile"] = compiled
+        trainers[compiled] = GANTrainer(copy.deepcopy(spec), paths(data, tmp_path), LOG)
+    assert trainers[True].D_main is not trainers[True].D  # really compiled
+    try:
+        for step in range(3):  # steps 0 and 2 hold R1 and path length
+            stats = {}
+            for compiled, trainer in trainers.items():
+                torch.manual_seed(100 + step)
+                stats[compiled] = trainer.train_step()
+            for name, value in stats[False].items():
+                assert torch.allclose(stats[True][name], value, rtol=1e-4, atol=1e-5), name
+        assert stats[False]["r1"] > 0 and stats[False]["pl"] > 0
+        for eager, compiled in zip(
+            trainers[False].G.parameters(), trainers[True].G.parameters(), strict=True
+        ):
+            torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
+    finally:
+        torch._dynamo.reset()

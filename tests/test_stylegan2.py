@@ -15,6 +15,7 @@ from mixgan.nets.stylegan2 import (
     Generator,
     MinibatchStdLayer,
     SynthesisLayer,
+    _transposed_crop,
     channels_at,
     conv2d_resample,
     count_parameters,
@@ -408,23 +409,39 @@ def test_downsample_matches_average_pooling_on_smooth_input() -> None:
     )
 
 
-def naive_upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: int) -> torch.Tensor:
+def naive_upfirdn2d(
+    x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int]
+) -> torch.Tensor:
     """Brute-force reference: explicit zero insertion, 2-D true convolution, subsampling."""
     n, c, h, w = x.shape
     big = x.new_zeros(n, c, h * up, w * up)
     big[:, :, ::up, ::up] = x
-    big = F.pad(big, (pad, pad, pad, pad))
+    big = F.pad(big, (*pad, *pad))
     kernel = torch.outer(f, f).flip(0, 1) * up * up
     out = F.conv2d(big.reshape(n * c, 1, *big.shape[2:]), kernel[None, None])
     return out.reshape(n, c, *out.shape[2:])[:, :, ::down, ::down]
 
 
-@pytest.mark.parametrize(("up", "down", "pad"), [(1, 1, 2), (2, 1, 1), (1, 2, 1), (2, 2, 3)])
-def test_upfirdn2d_matches_naive_reference(up: int, down: int, pad: int) -> None:
+@pytest.mark.parametrize(
+    ("up", "down", "pad", "transposed"),
+    [
+        (1, 1, (2, 2), False),
+        (2, 1, (1, 1), True),  # a transposed convolution with output_padding 1
+        (2, 1, (2, 1), True),  # upsample2d's padding
+        (2, 1, (-1, 3), False),  # cropping more than the filter reaches: zero insertion
+        (1, 2, (1, 1), False),
+        (2, 2, (3, 3), False),
+    ],
+)
+def test_upfirdn2d_matches_naive_reference(
+    up: int, down: int, pad: tuple[int, int], transposed: bool
+) -> None:
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 9, 9)
+    x = torch.randn(2, 3, 7, 9)  # not square, to check both axes
     f = torch.tensor([1.0, 2.0, 4.0, 1.0])  # asymmetric, to check the convolution orientation
-    ours = upfirdn2d(x, f, up=up, down=down, padding=(pad, pad), gain=up * up)
+    crop = _transposed_crop(f.numel(), up, (*pad, *pad)) if up > 1 and down == 1 else None
+    assert (crop is not None) == transposed
+    ours = upfirdn2d(x, f, up=up, down=down, padding=pad, gain=up * up)
     torch.testing.assert_close(ours, naive_upfirdn2d(x, f, up, down, pad))
 
 

@@ -94,13 +94,42 @@ def upsample_and_pad(x: Tensor, up: int, pad: Padding4) -> Tensor:
 
 
 def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
-    """``upfirdn2d`` with (left, right, top, bottom) padding, as two grouped 1-D convolutions."""
+    """``upfirdn2d`` with (left, right, top, bottom) padding, as one grouped convolution with
+    the 2-D filter: a transposed one of stride ``up`` where the padding allows (no zero-filled
+    intermediate), otherwise a strided one after explicit zero insertion and padding."""
+    c, k = x.shape[1], f.numel()
+    kernel = (torch.outer(f, f) * gain).to(x.dtype)  # the 2-D filter of a true convolution
+    if up > 1 and down == 1:
+        crop = _transposed_crop(k, up, pad)
+        if crop is not None:
+            padding, output_padding = crop
+            weight = kernel.expand(c, 1, k, k)
+            return F.conv_transpose2d(
+                x, weight, stride=up, padding=padding, output_padding=output_padding, groups=c
+            )
     x = upsample_and_pad(x, up, pad)
-    c = x.shape[1]
-    taps = (f.flip(0) * math.sqrt(gain)).to(x.dtype)  # flip: convolution, not correlation
-    k = taps.numel()
-    x = F.conv2d(x, taps.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c)
-    return F.conv2d(x, taps.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(down, 1), groups=c)
+    return F.conv2d(x, kernel.flip(0, 1).expand(c, 1, k, k), stride=down, groups=c)
+
+
+def _transposed_crop(
+    k: int, up: int, pad: Padding4
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``padding`` and ``output_padding`` of the transposed convolution of stride ``up`` that
+    equals upsampling with a k-tap filter and ``pad``, or None where none does.
+
+    The transposed convolution's full output starts ``k - 1 - before`` samples before the
+    wanted output and ends ``k - up - after`` samples after it; ``padding`` crops the same
+    number at both ends and ``output_padding`` gives back 0 to ``up - 1`` at the end.
+    """
+    left, right, top, bottom = pad
+    crops = []
+    for before, after in ((top, bottom), (left, right)):
+        start, end = k - 1 - before, k - up - after
+        if start < 0 or not 0 <= start - end < up:
+            return None
+        crops.append((start, start - end))
+    (pad_h, extra_h), (pad_w, extra_w) = crops
+    return (pad_h, pad_w), (extra_h, extra_w)
 
 
 class _FIRResample(torch.autograd.Function):

@@ -10,9 +10,10 @@ extra images). Progress is resumable: checkpoints (not declared workflow outputs
 optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
 run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
 
-On a GPU the run's ``precision``, ``channels_last`` and ``compile`` settings choose the
-arithmetic (see ``GANTrainer.__init__``); cuDNN picks its fastest algorithms for the fixed
-shapes (``cudnn.benchmark``), so GPU runs are seeded but not bitwise repeatable.
+On a GPU the run's ``precision`` and ``channels_last`` settings choose the arithmetic (see
+``GANTrainer.__init__``); ``compile`` compiles the main passes on any device. On a GPU cuDNN
+picks its fastest algorithms for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded
+but not bitwise repeatable.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class GANTrainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # The main passes may run compiled; R1 and path-length regularisation differentiate
         # twice, which torch.compile does not support, so they use the eager modules.
-        compiled = on_gpu and self.train_cfg["compile"]
+        compiled = self.train_cfg["compile"]
         self.synthesis_main = torch.compile(self.G.synthesis) if compiled else self.G.synthesis
         self.D_main = torch.compile(self.D) if compiled else self.D
         # Lazy regularisation (StyleGAN2): lr and betas are adjusted for each interval.
