@@ -576,17 +576,31 @@ def _top_kernels(trainer, device: torch.device, steps: int = 1, rows: int = 30) 
     )
 
 
-# name: (precision, channels_last, compile); "no_autotune" turns cuDNN's autotuner off again
+def _variant(precision, channels_last=False, compile=False, fused_fir=False, autotune=True):
+    return {
+        "train": {
+            "precision": precision,
+            "channels_last": channels_last,
+            "compile": compile,
+            "fused_fir": fused_fir,
+        },
+        "cudnn_autotune": autotune,
+    }
+
+
 STYLEGAN2_VARIANTS = {
-    "tf32": ("tf32", False, False),
-    "tf32_no_autotune": ("tf32", False, False),
-    "tf32_channels_last": ("tf32", True, False),
-    "bf16": ("bf16", False, False),
-    "bf16_channels_last": ("bf16", True, False),
-    "fp32": ("fp32", False, False),
-    "tf32_compiled": ("tf32", False, True),
-    "bf16_compiled": ("bf16", False, True),
-    "bf16_channels_last_compiled": ("bf16", True, True),
+    "tf32": _variant("tf32"),
+    "tf32_no_autotune": _variant("tf32", autotune=False),
+    "tf32_channels_last": _variant("tf32", channels_last=True),
+    "bf16": _variant("bf16"),
+    "bf16_channels_last": _variant("bf16", channels_last=True),
+    "fp32": _variant("fp32"),
+    "tf32_fused": _variant("tf32", fused_fir=True),
+    "bf16_fused": _variant("bf16", fused_fir=True),
+    "bf16_channels_last_fused": _variant("bf16", channels_last=True, fused_fir=True),
+    "tf32_compiled": _variant("tf32", compile=True),
+    "bf16_compiled": _variant("bf16", compile=True),
+    "bf16_channels_last_compiled": _variant("bf16", channels_last=True, compile=True),
 }
 
 
@@ -611,12 +625,12 @@ def section_stylegan2(ctx: dict[str, Any]) -> dict[str, Any]:
     }
     steps = 4 if smoke else ctx["steps"]  # 16 = 1.024 kimg at batch 64: one R1, four PL steps
     for name in ctx["variants"]:
-        mode, channels_last, compiled = STYLEGAN2_VARIANTS[name]
-        backbone["train"].update(precision=mode, channels_last=channels_last, compile=compiled)
+        variant = STYLEGAN2_VARIANTS[name]
+        backbone["train"].update(variant["train"])
         LOG.info("variant %s", name)
         torch.manual_seed(0)
         trainer = gan_trainer(spec, pool)
-        torch.backends.cudnn.benchmark = not name.endswith("no_autotune")
+        torch.backends.cudnn.benchmark = variant["cudnn_autotune"]
         out.setdefault(
             "parameters", {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)}
         )
@@ -679,8 +693,20 @@ def _fir_box_cascade(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
     return torch.nn.functional.avg_pool2d(x, 2, stride=down) * gain
 
 
+def _fir_fused(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
+    """The package's upfirdn2d through the fused Triton kernel, forward and backward (the
+    kernels section switches it on for this implementation only)."""
+    from mixgan.nets import fused_fir
+    from mixgan.nets.stylegan2 import upfirdn2d
+
+    if not fused_fir.available(x):
+        raise ValueError("the fused kernel needs a CUDA device and Triton")
+    return upfirdn2d(x, f, up, down, padding, gain)
+
+
 FIR_IMPLEMENTATIONS = {
     "package": _fir_package,
+    "fused": _fir_fused,
     "two_1d_grouped": _fir_two_1d,
     "channels_as_batch": _fir_channels_as_batch,
     "box_cascade": _fir_box_cascade,
@@ -699,7 +725,7 @@ FIR_OPERATIONS = {
 def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
     """FIR resampling implementations (forward + input gradient at D's and G's 256² layers, ms
     per call) and how far bf16 autocast moves G's images and D's logits from float32 at 256²."""
-    from mixgan.nets.stylegan2 import fir_filter
+    from mixgan.nets.stylegan2 import fir_filter, use_fused_fir
 
     device, smoke = ctx["device"], ctx["smoke"]
     f = fir_filter().to(device)
@@ -712,6 +738,7 @@ def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
         reference = _fir_package(x, f, **kwargs)
         rows = out["fir"].setdefault(operation, {"input_shape": list(shape)})
         for name, fn in FIR_IMPLEMENTATIONS.items():
+            use_fused_fir(name == "fused")
             try:
                 error = (fn(x, f, **kwargs) - reference).abs().max().item()
             except ValueError as unsupported:
@@ -735,6 +762,7 @@ def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
                     key = f"{str(dtype).split('.')[-1]}_{layout}"
                     row[key + "_ms"] = round(seconds * 100, 3)
             ctx["save"](out)
+    use_fused_fir(False)
 
     spec = _stylegan2_spec(ctx)
     trainer = gan_trainer(spec, synthetic_pool(8, spec["resolution"]))

@@ -4,8 +4,9 @@ The architecture follows config F as implemented in NVlabs/stylegan2-ada-pytorch
 network with equalized learning rate and a 0.01 learning-rate multiplier, a "skip" synthesis
 network with weight (de)modulation, per-pixel noise and [1, 3, 3, 1] FIR resampling, and a
 "resnet" discriminator with a minibatch-stddev epilogue and projection conditioning. Only
-standard PyTorch ops are used (no custom CUDA kernels), so it runs on CPU
-and supports higher-order gradients (R1, path-length regularisation).
+standard PyTorch ops are needed (no custom CUDA kernels), so it runs on CPU and supports
+higher-order gradients (R1, path-length regularisation); on a GPU the FIR resampling can run
+as one fused Triton kernel instead (``use_fused_fir``, ``fused_fir``).
 
 Under ``torch.autocast`` the convolutions run in the autocast type while the demodulation
 coefficients and the minibatch standard deviation are computed in float32 and every bias is
@@ -26,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import fused_fir
 
 NOISE_MODES = ("random", "const", "none")
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
@@ -93,10 +96,22 @@ def upsample_and_pad(x: Tensor, up: int, pad: Padding4) -> Tensor:
     return F.pad(x, pad)
 
 
+_fused_fir = {"enabled": False}
+
+
+def use_fused_fir(enabled: bool) -> None:
+    """Run the FIR resampling through the fused Triton kernel (``fused_fir``) wherever it can
+    run (CUDA tensors, Triton importable) and the code is not being compiled."""
+    _fused_fir["enabled"] = enabled
+
+
 def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
-    """``upfirdn2d`` with (left, right, top, bottom) padding, as one grouped convolution with
-    the 2-D filter: a transposed one of stride ``up`` where the padding allows (no zero-filled
-    intermediate), otherwise a strided one after explicit zero insertion and padding."""
+    """``upfirdn2d`` with (left, right, top, bottom) padding: the fused kernel if enabled, else
+    one grouped convolution with the 2-D filter, a transposed one of stride ``up`` where the
+    padding allows (no zero-filled intermediate), otherwise a strided one after explicit zero
+    insertion and padding."""
+    if _fused_fir["enabled"] and fused_fir.available(x) and not torch.compiler.is_compiling():
+        return fused_fir.upfirdn2d(x, f, up, down, pad, gain)
     c, k = x.shape[1], f.numel()
     kernel = (torch.outer(f, f) * gain).to(x.dtype)  # the 2-D filter of a true convolution
     if up > 1 and down == 1:

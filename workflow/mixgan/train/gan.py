@@ -10,8 +10,9 @@ extra images). Progress is resumable: checkpoints (not declared workflow outputs
 optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
 run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
 
-On a GPU the run's ``precision`` and ``channels_last`` settings choose the arithmetic (see
-``GANTrainer.__init__``); ``compile`` compiles the main passes on any device. On a GPU cuDNN
+On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings choose the
+arithmetic and kernels (see ``GANTrainer.__init__``); ``compile`` compiles the main passes on
+any device. On a GPU cuDNN
 picks its fastest algorithms for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded
 but not bitwise repeatable.
 """
@@ -36,7 +37,7 @@ from mixgan.io import atomic_path, read_json, write_json
 from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features
 from mixgan.metrics.inception import InceptionFeatures, pick_device
-from mixgan.nets.stylegan2 import Discriminator, Generator
+from mixgan.nets.stylegan2 import Discriminator, Generator, use_fused_fir
 from mixgan.provenance import provenance
 from mixgan.sample import generate_images
 from mixgan.train.checkpoint import (
@@ -134,6 +135,7 @@ class GANTrainer:
         )
         if on_gpu:
             use_gpu_arithmetic(self.precision)
+        use_fused_fir(on_gpu and self.train_cfg["fused_fir"])
         self.G = Generator(**self.g_kwargs).to(self.device, memory_format=self.memory_format)
         self.D = Discriminator(**d_kwargs).to(self.device, memory_format=self.memory_format)
         self.G.train()
