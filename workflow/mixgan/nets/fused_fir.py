@@ -24,8 +24,7 @@ try:
 except ImportError:  # Triton ships with PyTorch's CUDA wheels; without it the convolutions run
     triton = None
 
-BLOCK_H, BLOCK_W = 8, 64
-Padding4 = tuple[int, int, int, int]
+BLOCK_H, BLOCK_W = 8, 64  # output tile of one program: 8 rows of 64 contiguous pixels
 
 
 def available(x: Tensor) -> bool:
@@ -36,7 +35,9 @@ def available(x: Tensor) -> bool:
     return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def upfirdn2d(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
+def upfirdn2d(
+    x: Tensor, f: Tensor, up: int, down: int, pad: tuple[int, int, int, int], gain: float
+) -> Tensor:
     """Zero-insert ``up - 1`` samples after every pixel, pad by (left, right, top, bottom)
     (negative crops), convolve both axes with the 1-D filter ``f`` times ``gain`` overall, and
     keep every ``down``-th pixel; ``x`` is [N, C, H, W] in any memory layout."""
