@@ -652,19 +652,18 @@ def _fir_package(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
 
 
 def _fir_prepare(x, f, up, padding, gain):
-    """The package's zero insertion and padding, and the 2-D filter as one kernel."""
+    """The package's zero insertion and padding, and the flipped 1-D taps (each axis gets
+    the square root of ``gain``) for a correlation."""
     from mixgan.nets.stylegan2 import upsample_and_pad
 
     x = upsample_and_pad(x, up, (padding[0], padding[1], padding[0], padding[1]))
-    taps = f.flip(0) * gain**0.5
-    return x, torch.outer(taps, taps).to(x.dtype)
+    return x, (f.flip(0) * gain**0.5).to(x.dtype)
 
 
 def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
     """Two grouped 1-D convolutions, one per axis (the package's choice until 2026-11-27)."""
-    x, _ = _fir_prepare(x, f, up, padding, gain)
-    c, k = x.shape[1], f.numel()
-    taps = (f.flip(0) * gain**0.5).to(x.dtype)
+    x, taps = _fir_prepare(x, f, up, padding, gain)
+    c, k = x.shape[1], taps.numel()
     x = torch.nn.functional.conv2d(
         x, taps.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c
     )
@@ -675,10 +674,10 @@ def _fir_two_1d(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
 
 def _fir_channels_as_batch(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
     """Channels folded into the batch: one single-channel 4x4 convolution."""
-    x, kernel = _fir_prepare(x, f, up, padding, gain)
+    x, taps = _fir_prepare(x, f, up, padding, gain)
     n, c, h, w = x.shape
-    k = kernel.shape[0]
-    weight = kernel.reshape(1, 1, k, k)
+    k = taps.numel()
+    weight = torch.outer(taps, taps).reshape(1, 1, k, k)
     y = torch.nn.functional.conv2d(x.reshape(n * c, 1, h, w), weight, stride=down)
     return y.reshape(n, c, *y.shape[2:])
 

@@ -11,10 +11,9 @@ optimisers, parts, RNG streams and evaluation history; a restarted job continues
 run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
 
 On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings choose the
-arithmetic and kernels (see ``GANTrainer.__init__``); ``compile`` compiles the main passes on
-any device. On a GPU cuDNN
-picks its fastest algorithms for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded
-but not bitwise repeatable.
+arithmetic and kernels (see ``GANTrainer.__init__``), and cuDNN picks its fastest algorithms
+for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded but not bitwise repeatable;
+``compile`` compiles the main passes on any device.
 """
 
 from __future__ import annotations
