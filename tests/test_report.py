@@ -335,10 +335,13 @@ def test_write_table_writes_latex_and_the_ranking_csv(tmp_path):
         paths.append(tmp_path / f"{len(paths)}.json")
         paths[-1].write_text(json.dumps(record))
     published = tmp_path / "published.csv"
-    published.write_text("# the paper, Table 2\n" + PUBLISHED.to_csv(index=False))
+    printed = "+ ADA,FFHQ-1K,fid,14.560\n"  # pending here; printed with the paper's digits
+    published.write_text("# the paper, Table 2\n" + PUBLISHED.to_csv(index=False) + printed)
     out = {suffix: tmp_path / f"t.{suffix}" for suffix in ("csv", "md", "tex", "ranking.csv")}
     write_table(SPEC, paths, published, out["csv"], out["md"], out["tex"], out["ranking.csv"])
     assert r"\end{table}" in out["tex"].read_text()
+    for text in (out["md"].read_text(), out["tex"].read_text()):
+        assert "(14.560)" in text and "(26.13)" in text
     ranking = pd.read_csv(out["ranking.csv"])
     assert ranking[["metric", "n_rows", "kendall_tau"]].values.tolist() == [["fid", 2, 1.0]]
     tidy = pd.read_csv(out["csv"])

@@ -205,11 +205,12 @@ def layout_inputs(wildcards):
 
 
 def active_layouts(section):
-    """Tables/figures with at least one cell this code version can compute."""
+    """Every table (one whose cells are all pending still shows the paper's values and why
+    ours are missing), and the figures with at least one cell this code version can draw."""
     return [
         layout.id
         for layout in STUDY.layouts_in(section)
-        if len(layout.pending_cells) < len(layout.cells)
+        if section == "tables" or len(layout.pending_cells) < len(layout.cells)
     ]
 
 

@@ -110,7 +110,7 @@ def load_published(path: Path | None) -> pd.DataFrame | None:
     """Published values: columns row, column, metric, value (and source)."""
     if path is None or not Path(path).exists():
         return None
-    published = pd.read_csv(path, comment="#", dtype={"row": str, "column": str, "metric": str})
+    published = pd.read_csv(path, comment="#", dtype=str)  # values keep their printed digits
     missing = {"row", "column", "metric", "value"} - set(published.columns)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
@@ -174,7 +174,7 @@ class _Cell:
     n: int
     best: bool
     note: int | None
-    paper: float | None
+    paper: str | None
     stand_in: bool = False  # computed with stand-in features: marked STAND_IN_MARK
 
 
@@ -198,7 +198,7 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
     columns = list(dict.fromkeys(zip(summary["column"], summary["metric"], strict=True)))
     rows = list(dict.fromkeys(summary["row"]))
     lookup = {(r.row, r.column, r.metric): r for r in summary.itertuples()}
-    paper = _paper_values(published)
+    paper = _paper_texts(published)
     best = _best_per_column(summary, columns)
     notes: dict[str, int] = {}
     cells = {}
@@ -331,7 +331,7 @@ def _markdown_cell(cell: _Cell) -> str:
         text += STAND_IN_MARK if cell.stand_in else ""
         text += f" (n={cell.n})" if cell.n > 1 else ""
     if cell.paper is not None:  # published values are stored as printed (KID already x 10^3)
-        text += f" ({cell.paper:.2f})"
+        text += f" ({cell.paper})"
     return text
 
 
@@ -483,7 +483,7 @@ def _latex_cell(cell: _Cell) -> str:
         text += r"$^\dagger$" if cell.stand_in else ""
         text += f" (n={cell.n})" if cell.n > 1 else ""
     if cell.paper is not None:
-        text += f" ({cell.paper:.2f})"
+        text += f" ({cell.paper})"
     return text
 
 
@@ -492,9 +492,14 @@ def _latex_cell(cell: _Cell) -> str:
 
 def _paper_values(published: pd.DataFrame | None) -> dict[tuple[str, str, str], float]:
     """(row, column, metric) -> the paper's value as printed."""
+    return {key: float(text) for key, text in _paper_texts(published).items()}
+
+
+def _paper_texts(published: pd.DataFrame | None) -> dict[tuple[str, str, str], str]:
+    """(row, column, metric) -> the paper's value as text, with the digits it printed."""
     if published is None:
         return {}
-    return {(p.row, p.column, p.metric): float(p.value) for p in published.itertuples()}
+    return {(p.row, p.column, p.metric): str(p.value).strip() for p in published.itertuples()}
 
 
 def _multiplier(metric: str) -> float:
