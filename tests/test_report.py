@@ -409,6 +409,32 @@ def test_size_curve_plots_mean_and_std_over_seeds(tmp_path):
     plt.close(figure)
 
 
+def test_size_curve_draws_the_papers_values_beside_ours(tmp_path):
+    spec = size_spec(tmp_path)
+    published = pd.DataFrame(
+        [
+            {"row": "Baseline", "column": "70k", "metric": "fid", "value": "4.56"},
+            {"row": "Baseline", "column": "1k", "metric": "fid", "value": "26.13"},
+            {"row": "+ ADA", "column": "2k", "metric": "fid", "value": "13.40"},
+            {"row": "Baseline", "column": "1k", "metric": "kid", "value": "14.56"},
+        ]
+    )
+    figure = size_curve(spec, published)
+    ours, paper = figure.axes
+    lines = {line.get_label(): line for line in paper.get_lines()}
+    assert set(lines) == {"Baseline", "+ ADA"}  # a pending row of ours still has the paper's
+    assert lines["Baseline"].get_xdata().tolist() == [1000, 70000]
+    assert lines["Baseline"].get_ydata().tolist() == [26.13, 4.56]  # FID only, by size
+    assert lines["+ ADA"].get_ydata().tolist() == [13.40]
+    colour = {c.get_label(): c.lines[0].get_color() for c in ours.containers}["Baseline"]
+    assert to_hex(lines["Baseline"].get_color()) == to_hex(colour)
+    assert paper.get_xscale() == "log" and "published" in paper.get_title()
+    plt.close(figure)
+    alone = size_curve(spec, published[published["row"] == "other"])
+    assert len(alone.axes) == 1  # no row of the figure in the paper: no second panel
+    plt.close(alone)
+
+
 def test_training_set_sizes_come_from_the_spec_or_count_labels():
     spec = {"id": "t", "cells": [{"column": c} for c in ("70k", "50", "1.5M", "10%")]}
     with pytest.raises(ValueError, match="'10%' is not a number of images"):
@@ -434,6 +460,8 @@ def readable_figures(tmp_path):
     ]
     yield "training_curve", training_curves({**base, "id": "fig4", "cells": curve_cells})
     yield "size_curve", size_curve(size_spec(tmp_path))
+    published = pd.DataFrame([{"row": "Baseline", "column": "1k", "metric": "fid", "value": "26"}])
+    yield "size_curve", size_curve(size_spec(tmp_path), published)
     yield "sample_grid", sample_grid({**base, "id": "fig5", "cells": grid_cells})
 
 

@@ -434,13 +434,14 @@ def cmd_table(args: argparse.Namespace) -> None:
     "draw one figure (png + pdf)",
     SPEC,
     arg("--inputs", nargs="*", type=Path, default=[]),
+    arg("--published", type=Path, help="a size curve's published values (config/published)"),
     arg("--out-png", required=True, type=Path),
     arg("--out-pdf", required=True, type=Path),
 )
 def cmd_figure(args: argparse.Namespace) -> None:
     from mixgan.report.figures import draw_figure
 
-    draw_figure(args.spec, args.inputs, args.out_png, args.out_pdf)
+    draw_figure(args.spec, args.inputs, args.out_png, args.out_pdf, args.published)
 
 
 @command(

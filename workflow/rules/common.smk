@@ -318,7 +318,9 @@ def metric_spec(wildcards):
 
 
 def published_values(wildcards):
-    path = Path(workflow.basedir) / "config" / "published" / f"{wildcards.layout}.csv"
+    """A table's published values (a figure's: those of the table its ``published`` names)."""
+    name = STUDY.layouts[wildcards.layout].config.get("published", wildcards.layout)
+    path = Path(workflow.basedir) / "config" / "published" / f"{name}.csv"
     return str(path) if path.exists() else []
 
 

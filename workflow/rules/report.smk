@@ -37,6 +37,7 @@ rule table:
 rule figure:
     input:
         layout_inputs,
+        published=published_values,
     output:
         png=report(
             f"{R}/figures/{{layout}}.png",
@@ -48,13 +49,15 @@ rule figure:
         pdf=f"{R}/figures/{{layout}}.pdf",
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
+        inputs=layout_inputs,
+        published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
     conda:
         ENV
     log:
         f"{R}/logs/figures/{{layout}}.log",
     shell:
-        "python -m mixgan figure --spec {params.spec:q} --inputs {input:q} --out-png {output.png:q} "
-        "--out-pdf {output.pdf:q} > {log} 2>&1"
+        "python -m mixgan figure --spec {params.spec:q} --inputs {params.inputs:q} "
+        "{params.published} --out-png {output.png:q} --out-pdf {output.pdf:q} > {log} 2>&1"
 
 
 rule provenance:

@@ -24,6 +24,7 @@ from mixgan.io import atomic_path  # noqa: E402
 from mixgan.registry import DISPLAY, HIGHER_IS_BETTER  # noqa: E402
 
 PALETTE = "colorblind"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MIN_FONT_PT = 8.0
 
 
@@ -184,8 +185,10 @@ def training_set_sizes(spec: dict[str, Any]) -> dict[str, float]:
     return sizes
 
 
-def size_curve(spec: dict[str, Any]) -> plt.Figure:
-    """A metric against the training-set size (log x): one line per row, mean ± std over seeds.
+def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> plt.Figure:
+    """A metric against the training-set size (log x): one line per row, mean ± std over seeds;
+    with ``published`` (a table's values as the paper printed them), a second panel draws the
+    paper's curve of each row at the paper's sizes, in the same colour.
 
     The cells are those of a table (their ``files`` the runs' metric records); each column
     label names a subset whose size comes from ``spec["sizes"]``. The title carries the
@@ -200,34 +203,70 @@ def size_curve(spec: dict[str, Any]) -> plt.Figure:
     sizes = training_set_sizes({**spec, "cells": cells})
     summary["size"] = summary["column"].map(sizes)
     scale = DISPLAY.get(metric, (1.0, ""))[0]
-    _style()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
     rows = list(dict.fromkeys(summary["row"]))
-    colours = sns.color_palette(PALETTE, max(len(rows), 1))
-    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    paper = _paper_curves(spec["id"], cells, rows, metric, published)
+    _style()
+    figure, axes = plt.subplots(1, 2 if paper else 1, figsize=(12 if paper else 7, 4.5))
+    axis = axes[0] if paper else axes
+    colours = dict(zip(rows, sns.color_palette(PALETTE, max(len(rows), 1)), strict=True))
+    markers = {row: MARKERS[index % len(MARKERS)] for index, row in enumerate(rows)}
     pending = {cell["row"] for cell in cells if cell["pending"]}
-    for index, (colour, row) in enumerate(zip(colours, rows, strict=True)):
+    for row in rows:
         points = summary[(summary["row"] == row) & (summary["n"] > 0)].sort_values("size")
         if points.empty:
             state = "pending" if row in pending else "no values yet"
-            axis.plot([], [], color=colour, linestyle=":", label=f"{row} ({state})")
+            axis.plot([], [], color=colours[row], linestyle=":", label=f"{row} ({state})")
             continue
         axis.errorbar(points["size"], points["mean"] * scale,
-                      yerr=points["std"].fillna(0.0) * scale, color=colour,
-                      marker=markers[index % len(markers)], capsize=4, label=row)  # fmt: skip
-    axis.set_xscale("log")
-    ticks = sorted(set(sizes.values()))
-    axis.set_xticks(ticks, [f"{size:,.0f}" for size in ticks])
-    axis.minorticks_off()
-    axis.set_xlabel("training-set size (number of real images, log scale)")
-    axis.set_ylabel(_metric_label(metric))
+                      yerr=points["std"].fillna(0.0) * scale, color=colours[row],
+                      marker=markers[row], capsize=4, label=row)  # fmt: skip
+    _size_axis(axis, sorted(set(sizes.values())), metric)
     recorded = [label for text in summary["labels"] for label in text.split("; ") if label]
     labels = list(dict.fromkeys([*(spec.get("labels") or []), *recorded]))
     axis.set_title(_title({**spec, "labels": labels}))
     seeds = int(summary["n"].max()) if len(summary) else 0
-    axis.legend(title=f"mean ± std over seeds (up to n = {seeds})")
+    axis.legend(title=f"ours: mean ± std over seeds (up to n = {seeds})")
+    if paper:
+        for row, points in paper.items():
+            sizes_paper, values_paper = zip(*points, strict=True)
+            axes[1].plot(sizes_paper, values_paper, color=colours[row], marker=markers[row],
+                         linestyle="--", label=row)  # fmt: skip
+        ticks = sorted({size for points in paper.values() for size, _ in points})
+        _size_axis(axes[1], ticks, metric)
+        axes[1].set_title(f"published ({spec.get('paper', 'the paper')}; values as printed)")
+        axes[1].legend()
     figure.tight_layout()
     return figure
+
+
+def _size_axis(axis: plt.Axes, ticks: list[float], metric: str) -> None:
+    axis.set_xscale("log")
+    axis.set_xticks(ticks, [f"{size:,.0f}" for size in ticks])
+    axis.minorticks_off()
+    axis.set_xlabel("training-set size (number of real images, log scale)")
+    axis.set_ylabel(_metric_label(metric))
+
+
+def _paper_curves(
+    figure_id: str,
+    cells: list[dict[str, Any]],
+    rows: list[str],
+    metric: str,
+    published: pd.DataFrame | None,
+) -> dict[str, list[tuple[float, float]]]:
+    """Row -> the paper's (size, value) points, sorted by size, for the rows it has."""
+    if published is None:
+        return {}
+    published_row = {cell["row"]: cell.get("published_row", cell["row"]) for cell in cells}
+    values = published[published["metric"] == metric]
+    sizes = training_set_sizes({"id": figure_id, "cells": values[["column"]].to_dict("records")})
+    curves = {}
+    for row in rows:
+        of_row = values[values["row"] == published_row[row]]
+        if len(of_row):
+            points = zip(of_row["column"].map(sizes), of_row["value"].astype(float), strict=True)
+            curves[row] = sorted(points)
+    return curves
 
 
 DRAWERS = {
@@ -238,9 +277,21 @@ DRAWERS = {
 }
 
 
-def draw_figure(spec: dict[str, Any], inputs: Sequence[Path], out_png: Path, out_pdf: Path) -> None:
-    """Draw the figure of ``spec["kind"]`` and write it as PNG and PDF."""
-    figure = DRAWERS[spec["kind"]](spec)
+def draw_figure(
+    spec: dict[str, Any],
+    inputs: Sequence[Path],
+    out_png: Path,
+    out_pdf: Path,
+    published_path: Path | None = None,
+) -> None:
+    """Draw the figure of ``spec["kind"]`` and write it as PNG and PDF; a size curve draws the
+    values of ``published_path`` (a ``config/published`` table) beside ours."""
+    if spec["kind"] == "size_curve":
+        from mixgan.report.tables import load_published
+
+        figure = size_curve(spec, load_published(published_path))
+    else:
+        figure = DRAWERS[spec["kind"]](spec)
     for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format=fmt, dpi=150)
