@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import shutil
 
 import pandas as pd
@@ -138,6 +139,56 @@ def test_every_part_trains_and_resumes_exactly(minimal_config, data, tmp_path):
     split_curve = pd.read_csv(tmp_path / "split" / "curve.csv")
     columns = ["ada_p", "lecam_anchor_real", "loss_d"]
     pd.testing.assert_frame_equal(curve[columns], split_curve[columns])
+
+
+def test_mixdl_trains_logs_finite_losses_and_resumes_exactly(minimal_config, data, tmp_path):
+    """MixDL (every other step, after DiffAugment and ADA) trains its heads with D's optimiser,
+    logs finite distance losses, and a resumed run equals the uninterrupted one."""
+    config = copy.deepcopy(minimal_config)
+    config["parts"].update(
+        mixdl={"kind": "mixdl"}, ada={"kind": "ada", "interval": 1, "speed_kimg": 0.05}
+    )
+    config["methods"]["mixdl"] = ["diffaug", "ada", "mixdl"]
+    config["tables"]["scoremix_table1"]["rows"].append({"method": "mixdl"})
+    spec = tiny_spec(config, method="mixdl", kimg=0.064)
+    whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = 0.032
+    train_gan(half, paths(data, tmp_path / "split"), LOG)
+    resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
+    assert whole["steps"] == resumed["steps"] == 8
+    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
+    b = torch.load(tmp_path / "split" / "network.pt", weights_only=False)["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ckpts = [
+        torch.load(
+            list_checkpoints(tmp_path / run / "train" / "checkpoints")[-1], weights_only=False
+        )
+        for run in ("whole", "split")
+    ]
+    heads = [ckpt["parts"]["mixdl"]["modules"] for ckpt in ckpts]
+    assert set(heads[0]) == {"patch_heads", "projection"}
+    for module in heads[0]:
+        assert all(torch.equal(heads[0][module][k], heads[1][module][k]) for k in heads[0][module])
+    assert all(torch.equal(ckpts[0]["D"][k], ckpts[1]["D"][k]) for k in ckpts[0]["D"])
+    # D's optimiser holds D's parameters and the heads' (patch heads, projection), and has
+    # stepped them all
+    head_tensors = sum(len(state) for state in heads[0].values())
+    optimiser = ckpts[0]["opt_d"]
+    params = optimiser["param_groups"][0]["params"]
+    assert len(params) == len(ckpts[0]["D"]) + head_tensors
+    assert set(optimiser["state"]) == set(params)
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    assert {"mixdl_g_kl", "mixdl_d_kl", "ada_p"} <= set(curve.columns)
+    columns = ["loss_g", "loss_d", "logits_real", "logits_fake", "mixdl_g_kl", "mixdl_d_kl"]
+    assert curve[columns].map(math.isfinite).all().all()
+    assert (curve[["mixdl_g_kl", "mixdl_d_kl"]] > 0).all().all()
+    assert curve["ada_rt"].between(-1, 1).all()
+    split_curve = pd.read_csv(tmp_path / "split" / "curve.csv")
+    pd.testing.assert_frame_equal(
+        curve.drop(columns=["seconds", "sec_per_kimg"]),
+        split_curve.drop(columns=["seconds", "sec_per_kimg"]),
+    )
 
 
 def test_path_lengths_of_a_linear_generator_are_analytic():

@@ -352,6 +352,29 @@ def test_r1_gradient_is_finite_and_nonzero() -> None:
     assert D.b32.conv0.weight.grad.abs().sum() > 0
 
 
+def test_features_are_the_layers_activations_and_leave_the_outputs_unchanged() -> None:
+    torch.manual_seed(0)
+    G, D = small_g(16), small_d(16)
+    ws = torch.randn(3, G.num_ws, LATENT["w_dim"])
+    g_features: dict[str, torch.Tensor] = {}
+    images = G.synthesis(ws, "const", g_features)
+    assert torch.equal(images, G.synthesis(ws, "const"))
+    assert list(g_features) == ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]
+    b16 = G.synthesis.b16
+    x = b16.conv0(g_features["b8.conv1"], ws[:, 3], "const")
+    torch.testing.assert_close(g_features["b16.conv0"], x)
+    torch.testing.assert_close(g_features["b16.conv1"], b16.conv1(x, ws[:, 4], "const"))
+    d_features: dict[str, torch.Tensor] = {}
+    logits = D(images, None, d_features)
+    assert torch.equal(logits, D(images))
+    assert set(d_features) == {"b16.conv0", "b16.conv1", "b8.conv0", "b8.conv1", "b4.fc"}
+    h = D.b16.conv0(D.b16.fromrgb(images))
+    torch.testing.assert_close(d_features["b16.conv0"], h)
+    torch.testing.assert_close(d_features["b16.conv1"], D.b16.conv1(h))  # without the sqrt(.5)
+    assert d_features["b8.conv1"].shape == (3, 64, 4, 4)
+    torch.testing.assert_close(D.b4.out(d_features["b4.fc"]), logits)  # D = out ∘ d1
+
+
 @pytest.mark.parametrize("n", [1, 3, 5, 8])
 def test_discriminator_any_batch_size(n: int) -> None:
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ TRAINERS: dict[str, frozenset[str]] = {
 
 #: part ``kind``s the GAN training loop implements.
 PARTS: frozenset[str] = frozenset(
-    {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix"}
+    {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl"}
 )
 
 #: metrics with an implementation in ``mixgan.metrics``.

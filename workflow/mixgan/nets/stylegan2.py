@@ -16,6 +16,10 @@ Parameter counts equal the official ones, and the state-dict keys are the offici
 (``mapping.fc0.weight``, ``synthesis.b4.conv1.affine.bias``, ``b4.fc.weight``, ...) minus the
 constant resampling filters, which are non-persistent buffers here. ``width`` multiplies every
 layer's channel count.
+
+The synthesis network and D can hand out their intermediate activations (``features``, a dict
+they fill, keyed by the name of the layer that produced each), which regularizers such as
+MixDL's distance losses and patch-level discrimination read.
 """
 
 from __future__ import annotations
@@ -489,15 +493,25 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if in_channels == 0 else 2
 
     def forward(
-        self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str
+        self,
+        x: Tensor | None,
+        img: Tensor | None,
+        ws: Tensor,
+        noise_mode: str,
+        features: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``ws`` holds ``num_conv + 1`` latents: one per conv, then one for toRGB."""
+        """``ws`` holds ``num_conv + 1`` latents: one per conv, then one for toRGB. A
+        ``features`` dict receives the convs' activations as ``b<res>.conv0``/``.conv1``."""
         w_iter = iter(ws.unbind(dim=1))
         if x is None:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         else:
             x = self.conv0(x, next(w_iter), noise_mode)
+            if features is not None:
+                features[f"b{self.resolution}.conv0"] = x
         x = self.conv1(x, next(w_iter), noise_mode)
+        if features is not None:
+            features[f"b{self.resolution}.conv1"] = x
         rgb = self.torgb(x, next(w_iter))
         img = rgb if img is None else upsample2d(img, self.resample_filter) + rgb
         return x, img
@@ -539,7 +553,12 @@ class SynthesisNetwork(nn.Module):
         """The block working at resolution ``res``."""
         return getattr(self, f"b{res}")
 
-    def forward(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+    def forward(
+        self, ws: Tensor, noise_mode: str = "random", features: dict[str, Tensor] | None = None
+    ) -> Tensor:
+        """Images from ``ws``; a ``features`` dict receives every synthesis layer's output
+        (after noise, bias and activation), keyed ``b<res>.conv0``/``b<res>.conv1``, in the
+        order they were computed."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
@@ -548,7 +567,7 @@ class SynthesisNetwork(nn.Module):
         w_idx = 0
         for res in self.block_resolutions:
             block = self.block(res)
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode)
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode, features)
             w_idx += block.num_conv
         return img
 
@@ -613,9 +632,12 @@ class DiscriminatorBlock(nn.Module):
         out_channels: int,
         img_channels: int,
         conv_clamp: float | None = None,
+        *,
+        resolution: int,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
+        self.resolution = resolution  # of the block's input; names its features
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(
                 img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp
@@ -628,11 +650,18 @@ class DiscriminatorBlock(nn.Module):
         )
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, features: dict[str, Tensor] | None = None) -> Tensor:
+        """A ``features`` dict receives the residual branch's activations as ``b<res>.conv0``
+        and ``b<res>.conv1`` (the latter without the branch's sqrt(0.5) gain, i.e. the plain
+        activation of the layer, as a ResBlock's ``conv2`` of rosinality's StyleGAN2 gives it)."""
         if self.in_channels == 0:
             x = self.fromrgb(x)
         y = self.skip(x, gain=math.sqrt(0.5))
-        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        h = self.conv0(x)
+        x = self.conv1(h, gain=math.sqrt(0.5))
+        if features is not None:
+            features[f"b{self.resolution}.conv0"] = h
+            features[f"b{self.resolution}.conv1"] = x * math.sqrt(2.0)
         return x + y
 
 
@@ -691,10 +720,16 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
-    def forward(self, x: Tensor, cmap: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cmap: Tensor | None, features: dict[str, Tensor] | None = None
+    ) -> Tensor:
+        """A ``features`` dict receives ``b4.fc``, the input of the output layer ``out``."""
         if self.mbstd is not None:
             x = self.mbstd(x)
-        x = self.out(self.fc(self.conv(x).flatten(1)))
+        x = self.fc(self.conv(x).flatten(1))
+        if features is not None:
+            features["b4.fc"] = x
+        x = self.out(x)
         if cmap is not None:
             x = (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
         return x
@@ -728,7 +763,12 @@ class Discriminator(nn.Module):
         for res in self.block_resolutions:
             in_channels = self.channels[res] if res < img_resolution else 0
             block = DiscriminatorBlock(
-                in_channels, self.channels[res], self.channels[res // 2], img_channels, conv_clamp
+                in_channels,
+                self.channels[res],
+                self.channels[res // 2],
+                img_channels,
+                conv_clamp,
+                resolution=res,
             )
             self.add_module(f"b{res}", block)
         cmap_dim = self.channels[4] if c_dim > 0 else 0
@@ -742,12 +782,17 @@ class Discriminator(nn.Module):
         """The block whose input has resolution ``res``."""
         return getattr(self, f"b{res}")
 
-    def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
+    def forward(
+        self, img: Tensor, c: Tensor | None = None, features: dict[str, Tensor] | None = None
+    ) -> Tensor:
+        """Logits [N, 1]; a ``features`` dict receives every block's residual-branch
+        activations (``b<res>.conv0`` at the block's input resolution, ``b<res>.conv1`` at
+        half of it) and ``b4.fc``, the penultimate features (D = out ∘ everything before it)."""
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise ValueError(f"expected images of shape [N, {', '.join(map(str, expected))}]")
         x = img
         for res in self.block_resolutions:
-            x = self.block(res)(x)
+            x = self.block(res)(x, features)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        return self.b4(x, cmap)
+        return self.b4(x, cmap, features)

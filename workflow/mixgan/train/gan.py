@@ -1,9 +1,10 @@
 """The unconditional GAN training loop (StyleGAN2), with method parts.
 
 One loop for every method: the parts of the run's method (``mixgan.train.parts``) add
-real data, augment what D sees, or add loss terms. The loop trains for a budget in kimg,
-evaluates FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience``
-consecutive FID increases (the ScoreMix paper's protocol), and keeps the best snapshot.
+real data, augment what D sees, add loss terms, or compute the losses of some steps themselves
+(MixDL, with heads that D's optimiser trains). The loop trains for a budget in kimg, evaluates
+FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience`` consecutive
+FID increases (the ScoreMix paper's protocol), and keeps the best snapshot.
 
 Real batches are drawn uniformly with replacement from the pool (the subset plus the parts'
 extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
@@ -23,6 +24,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,12 @@ class GANTrainer:
         self.D = Discriminator(**d_kwargs).to(self.device, memory_format=self.memory_format)
         self.G.train()
         self.D.train()
+        # Modules the parts train beside D (MixDL's heads), with D's optimiser.
+        self.part_modules = [
+            module.to(self.device, memory_format=self.memory_format).train()
+            for part in self.parts
+            for module in part.trainable_modules(self.G, self.D)
+        ]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # The main passes may run compiled; R1 and path-length regularisation differentiate
         # twice, which torch.compile does not support, so they use the eager modules.
@@ -146,8 +154,11 @@ class GANTrainer:
         self.synthesis_main = torch.compile(self.G.synthesis) if compiled else self.G.synthesis
         self.D_main = torch.compile(self.D) if compiled else self.D
         # Lazy regularisation (StyleGAN2): lr and betas are adjusted for each interval.
-        self.opt_g = self._adam(self.G, self.train_cfg["pl_interval"] if self.uses_pl else None)
-        self.opt_d = self._adam(self.D, self.train_cfg["r1_interval"])
+        self.opt_g = self._adam(
+            self.G.parameters(), self.train_cfg["pl_interval"] if self.uses_pl else None
+        )
+        d_params = [*self.D.parameters(), *(p for m in self.part_modules for p in m.parameters())]
+        self.opt_d = self._adam(d_params, self.train_cfg["r1_interval"])
         self.pl_mean = torch.zeros((), device=self.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.fid_history: list[tuple[float, float]] = []
@@ -158,11 +169,11 @@ class GANTrainer:
     def uses_pl(self) -> bool:
         return self.train_cfg["pl_weight"] > 0
 
-    def _adam(self, net: torch.nn.Module, reg_interval: int | None) -> torch.optim.Adam:
+    def _adam(self, params: Iterable[torch.Tensor], reg_interval: int | None) -> torch.optim.Adam:
         lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
         return torch.optim.Adam(
-            net.parameters(),
+            params,
             lr=lr * ratio,
             betas=[b**ratio for b in betas],
             eps=1e-8,
@@ -228,44 +239,68 @@ class GANTrainer:
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
         return ws
 
+    def mapped_ws(self, count: int) -> torch.Tensor:
+        """Latents w of ``count`` new samples without style mixing (for the parts)."""
+        z = torch.randn(count, self.G.z_dim, device=self.device)
+        return self.G.mapping(z, None, update_emas=True)
+
     def generate(self, batch: int) -> torch.Tensor:
         ws = self.generate_ws(batch)
         with self.autocast():
             images = self.synthesis_main(ws, noise_mode="random")
         return images.float()
 
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """The parts' ``augment_d_input``, in stage order."""
+        for part in self.parts:
+            images = part.augment_d_input(images)
+        return images
+
     def discriminate(self, images: torch.Tensor, main: bool = True) -> torch.Tensor:
         """D's logits (float32) on ``images`` after the parts' augmentations; ``main=False``
         uses the eager D, which can be differentiated twice."""
-        for part in self.parts:
-            images = part.augment_d_input(images)
+        images = self.augment(images)
         with self.autocast():
             logits = (self.D_main if main else self.D)(images, None)
         return logits.float()
 
+    def set_d_trainable(self, trainable: bool) -> None:
+        """Switch gradients of D and the parts' modules on (D steps) or off (G steps)."""
+        for module in (self.D, *self.part_modules):
+            module.requires_grad_(trainable)
+
     def train_step(self) -> dict[str, torch.Tensor]:
         batch = self.train_cfg["batch"]
+        # A part may compute this step's losses itself (MixDL's steps).
+        owner = next((p for p in self.parts if p.computes_losses(self.step)), None)
         # Generator: non-saturating logistic loss.
-        self.D.requires_grad_(False)
-        logits_fake = self.discriminate(self.generate(batch))
-        loss_g = F.softplus(-logits_fake).mean()
+        self.set_d_trainable(False)
+        if owner is None:
+            logits_fake = self.discriminate(self.generate(batch))
+            loss_g = F.softplus(-logits_fake).mean()
+        else:
+            loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         pl = torch.zeros((), device=self.device)
         if self.uses_pl and self.step % self.train_cfg["pl_interval"] == 0:
             pl = self.pl_step(batch)
-        self.D.requires_grad_(True)
+        self.set_d_trainable(True)
 
         # Discriminator: logistic loss plus the parts' regularizers.
-        with torch.no_grad():
-            fake = self.generate(batch)
+        if owner is None:
+            with torch.no_grad():
+                fake = self.generate(batch)
         real = self.real_batch(batch)
         for part in self.parts:
             real = part.augment_real(real)
-        logits_fake = self.discriminate(fake)
-        logits_real = self.discriminate(real)
-        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        if owner is None:
+            logits_fake = self.discriminate(fake)
+            logits_real = self.discriminate(real)
+            loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        else:
+            loss_d, logits_real, logits_fake = owner.d_loss(self, real)
         for part in self.parts:
             extra = part.d_regularizer(logits_real, logits_fake)
             if extra is not None:
