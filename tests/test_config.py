@@ -249,6 +249,26 @@ def test_published_values_name_cells_of_the_tables(name):
         assert set(tables) - published == set(UNPUBLISHED_TABLES)
 
 
+def test_a_figure_drawing_an_unknown_tables_values_is_named(minimal_config):
+    minimal_config["figures"] = {
+        "scoremix_table3_curve": {
+            "paper": "scoremix",
+            "kind": "size_curve",
+            "title": "t",
+            "published": "scoremix_tabel3",
+            "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
+            "rows": [{"method": "none"}],
+        }
+    }
+    with pytest.raises(ConfigError, match="figures.scoremix_table3_curve.published"):
+        Study(minimal_config)
+    minimal_config["figures"]["scoremix_table3_curve"]["published"] = "scoremix_table1"
+    assert Study(minimal_config).layouts["scoremix_table3_curve"].cells
+    minimal_config["figures"]["scoremix_table3_curve"]["kind"] = "training_curve"
+    with pytest.raises(ConfigError, match="only a size_curve draws them"):
+        Study(minimal_config)
+
+
 def test_schema_enums_cover_the_registry():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     archs = set(schema["$defs"]["backbone"]["properties"]["arch"]["enum"])

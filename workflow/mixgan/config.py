@@ -203,6 +203,16 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
     for section in ("tables", "figures"):
         for table_id, table in config[section].items():
             problems += _layout_problems(config, f"{section}.{table_id}", table)
+    for figure_id, figure in config["figures"].items():
+        published = figure.get("published")
+        if published is None:
+            continue
+        if figure["kind"] != "size_curve":
+            problems.append(f"figures.{figure_id}.published: only a size_curve draws them")
+        elif published not in config["tables"]:
+            problems.append(
+                f"figures.{figure_id}.published: '{published}' is not a table of this config"
+            )
     return problems
 
 
