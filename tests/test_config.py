@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -266,6 +268,22 @@ def test_a_figure_drawing_an_unknown_tables_values_is_named(minimal_config):
     assert Study(minimal_config).layouts["scoremix_table3_curve"].cells
     minimal_config["figures"]["scoremix_table3_curve"]["kind"] = "training_curve"
     with pytest.raises(ConfigError, match="only a size_curve draws them"):
+        Study(minimal_config)
+
+
+def test_a_size_curve_row_spanning_two_datasets_is_named(minimal_config):
+    minimal_config["datasets"]["other"] = copy.deepcopy(minimal_config["datasets"]["shapes"])
+    minimal_config["figures"] = {
+        "mixdl_fig6": {
+            "paper": "mixdl",
+            "kind": "size_curve",
+            "title": "t",
+            "defaults": {"subset": "n12", "backbone": "sg2", "method": "none"},
+            "rows": [{"label": "StyleGAN2"}],
+            "columns": [{"label": "a", "dataset": "shapes"}, {"label": "b", "dataset": "other"}],
+        }
+    }
+    with pytest.raises(ConfigError, match=r"mixdl_fig6.rows\[0\]: a size curve's row spans"):
         Study(minimal_config)
 
 

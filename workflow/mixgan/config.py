@@ -204,6 +204,8 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
         for table_id, table in config[section].items():
             problems += _layout_problems(config, f"{section}.{table_id}", table)
     for figure_id, figure in config["figures"].items():
+        if figure["kind"] == "size_curve":
+            problems += _size_curve_problems(f"figures.{figure_id}", figure)
         published = figure.get("published")
         if published is None:
             continue
@@ -271,6 +273,23 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
         ):
             problems.append(f"{at}: an {layout['kind']} needs a method with a scoremix part")
     return sorted(set(problems))
+
+
+def _size_curve_problems(where: str, figure: dict[str, Any]) -> list[str]:
+    """A size curve draws one line per row over its columns' subsets: a row must keep one
+    dataset (a line through two datasets' subsets would mix their sizes)."""
+    problems = []
+    for index, row in enumerate(figure["rows"]):
+        datasets = {
+            _merge_cell(figure.get("defaults", {}), row, column).get("dataset")
+            for column in figure["columns"]
+        }
+        if len(datasets) > 1:
+            problems.append(
+                f"{where}.rows[{index}]: a size curve's row spans datasets "
+                f"{', '.join(sorted(map(str, datasets)))}; give each dataset its own rows"
+            )
+    return problems
 
 
 def _task_problems(at: str, cell: dict, dataset: dict, backbone: dict) -> list[str]:

@@ -1,0 +1,7 @@
+"""``python -m mixgan``: the workflow's command line."""
+
+import sys
+
+from mixgan.cli import main
+
+sys.exit(main())

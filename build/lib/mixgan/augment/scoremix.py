@@ -1,0 +1,99 @@
+"""ScoreMix as a mixing function, and the static augmented set of a training subset.
+
+:class:`ScoreMixer` has the call of ``mixgan.augment.mixing`` (``mix(x1, x2, lam)``), so the
+static set, the online (growing mu) mode of the GAN loop, image-to-image uses (augmenting
+generator inputs) and Figure 3 all run Algorithm 1 through the same object.
+
+The static set draws pairs (i, j), i != j, uniformly from the subset and lambda ~
+Beta(alpha, alpha), all from one seeded generator before any optimisation, then moves each
+mixture towards the data manifold (``mixgan.scores.scoremix``). With the same seed, a set
+with a larger mu starts with the pairs and weights of a smaller one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mixgan.nets.ncsn import ScoreNet
+from mixgan.scores import sample_lambdas, scoremix
+
+log = logging.getLogger(__name__)
+
+
+class ScoreMixer:
+    """Algorithm 1 with fixed settings: ``mixer(x1, x2, lam)`` -> images in [0, 1]."""
+
+    def __init__(
+        self, score_net: ScoreNet, steps: int = 100, lr: float = 0.005, final_denoise: bool = True
+    ):
+        self.score_net = score_net
+        self.steps, self.lr, self.final_denoise = steps, lr, final_denoise
+
+    @classmethod
+    def from_part(cls, score_net: ScoreNet, part: dict[str, Any]) -> ScoreMixer:
+        """A mixer with the settings of a configured ``scoremix`` part."""
+        return cls(score_net, part["steps"], part["lr"], part["final_denoise"])
+
+    def __call__(
+        self, x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        device = self.score_net.sigmas.device
+        out = scoremix(
+            x1.to(device), x2.to(device), self.score_net, lam.to(device),
+            steps=self.steps, lr=self.lr, final_denoise=self.final_denoise,
+        )  # fmt: skip
+        return out.to(x1.device)
+
+
+def draw_pairs(num_images: int, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` index pairs (i, j) with i != j, uniform over the subset.
+
+    Both indices of a pair come from consecutive draws, so the first K pairs of a longer
+    draw are the pairs of a draw of K (the mu = 10 set is a prefix of the mu = 100 set).
+    """
+    if num_images < 2:
+        raise ValueError("ScoreMix needs at least two training images to mix")
+    uniform = torch.rand((count, 2), generator=generator, dtype=torch.float64)
+    first = (uniform[:, 0] * num_images).long().clamp_max(num_images - 1)
+    offset = 1 + (uniform[:, 1] * (num_images - 1)).long().clamp_max(num_images - 2)
+    return torch.stack([first, (first + offset) % num_images], dim=1)
+
+
+def make_augmented_set(
+    images: Tensor, mixer: ScoreMixer, part: dict[str, Any], batch_size: int = 64
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """mu x N ScoreMix images (NHWC uint8) of NCHW uint8 ``images`` and what produced them."""
+    count = part["mu"] * len(images)
+    generator = torch.Generator().manual_seed(part["seed"])
+    # Weights first (one draw for their seed), then pairs: both stay prefixes as mu grows.
+    lambdas = sample_lambdas(count, part["alpha"], generator=generator)
+    pairs = draw_pairs(len(images), count, generator)
+    out = []
+    started = time.perf_counter()
+    for start in range(0, count, batch_size):
+        index = pairs[start : start + batch_size]
+        x1 = images[index[:, 0]].float() / 255
+        x2 = images[index[:, 1]].float() / 255
+        mixed = mixer(x1, x2, lambdas[start : start + batch_size])
+        out.append((mixed * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu())
+        done = min(start + batch_size, count)
+        elapsed = time.perf_counter() - started
+        log.info(
+            "ScoreMix %d/%d images, %.2f s/image, ETA %.0f s",
+            done, count, elapsed / done, elapsed / done * (count - done),
+        )  # fmt: skip
+    record = {
+        "count": count,
+        "seconds": time.perf_counter() - started,
+        "pairs": pairs.tolist(),
+        "lambdas": lambdas.tolist(),
+    }
+    if not out:
+        return np.zeros((0, *images.shape[2:], images.shape[1]), np.uint8), record
+    return torch.cat(out).numpy(), record

@@ -1,0 +1,321 @@
+"""The metrics registry: one JSON record per (run, metric, reference).
+
+A record holds the value, the sample and reference counts, the feature network with its
+checksum, the reference set, the run's seed, and the labels every table shows beside the
+value ("demo scale", "procedural demo data", "stand-in features").
+
+Three families, by what they read (``mixgan.registry``):
+
+* feature metrics (``METRICS``) read cached features of the samples and of the reference set:
+  FID, KID (Inception pool), sFID (Inception mixed_6/conv), IS (Inception class
+  probabilities), precision/recall (VGG-16 fc2, k = 3), memorisation (Inception pool, against
+  the training subset: mean distance to the nearest training image, distinct nearest images);
+* image metrics read the samples themselves: LPIPS diversity (AlexNet), the mean over
+  ``evaluation.lpips_pairs`` seeded random pairs (all pairs when there are fewer);
+* generator metrics read the run's generator: PPL (StyleGAN protocol, LPIPS-VGG) and MixDL's
+  interval uniformity (mean, std over 10 sub-intervals, end-to-end distance).
+
+Cost metrics (``RUN_METRICS``) read a run's own records instead of sample features:
+``gpu_hours`` is the training time the trainer accumulated over every attempt (Snakemake's
+benchmark file of a resumed job covers only its last attempt) times the GPUs a training job
+holds; ``gpu_hours_scoremix`` is the one-off ScoreMix preparation the run used: its score
+network's training and its augmented set. On a CPU the hours are CPU-process hours and say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixgan import registry
+from mixgan.io import read_json
+from mixgan.metrics.features import load_features
+from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
+from mixgan.provenance import provenance
+
+
+def _fid(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    return fid_from_features(samples, reference)
+
+
+def _inception_score(samples: np.ndarray, reference: None, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.inception_score import inception_score
+
+    return inception_score(samples, splits=spec["evaluation"]["is_splits"])[0]
+
+
+def _precision(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.precision_recall import manifold_coverage, manifold_radii
+
+    radii = manifold_radii(reference, k=spec["evaluation"]["pr_k"])
+    return manifold_coverage(samples, reference, radii)
+
+
+def _recall(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    from mixgan.metrics.precision_recall import manifold_coverage, manifold_radii
+
+    radii = manifold_radii(samples, k=spec["evaluation"]["pr_k"])
+    return manifold_coverage(reference, samples, radii)
+
+
+def _memorization_distance(samples: np.ndarray, reference: np.ndarray, spec: dict) -> float:
+    from mixgan.metrics.memorization import nearest_training
+
+    return nearest_training(samples, reference).mean_distance
+
+
+def _distinct_neighbours(samples: np.ndarray, reference: np.ndarray, spec: dict) -> float:
+    from mixgan.metrics.memorization import nearest_training
+
+    return float(nearest_training(samples, reference).distinct)
+
+
+def _kid(samples: np.ndarray, reference: np.ndarray, spec: dict[str, Any]) -> float:
+    evaluation = spec["evaluation"]
+    return kid_from_features(
+        samples,
+        reference,
+        num_subsets=evaluation["kid_subsets"],
+        max_subset_size=evaluation["kid_subset_size"],
+        seed=spec["seed"],
+    )
+
+
+#: metric name -> function(sample features, reference features, spec) -> value
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, Any]], float]] = {
+    "fid": _fid,
+    "kid": _kid,
+    "sfid": _fid,
+    "is": _inception_score,
+    "precision": _precision,
+    "recall": _recall,
+    "memorization_distance": _memorization_distance,
+    "distinct_neighbours": _distinct_neighbours,
+}
+
+
+def record_labels(spec: dict[str, Any], feature_network: dict[str, Any]) -> list[str]:
+    """The stand-in labels a value computed under ``spec`` must carry."""
+    labels = []
+    if spec.get("scale") == "demo":
+        labels.append(registry.DEMO_SCALE)
+    if spec.get("stand_in_data"):
+        labels.append(registry.PROCEDURAL_DATA)
+    if feature_network.get("stand_in"):
+        labels.append(registry.STAND_IN_FEATURES)
+    return labels
+
+
+def _training_hours(run: dict[str, Any], scorenet: dict | None, augmented: dict | None) -> float:
+    return run["summary"]["seconds"] / 3600
+
+
+def _scoremix_hours(run: dict[str, Any], scorenet: dict | None, augmented: dict | None) -> float:
+    return sum(record["seconds"] for record in (scorenet, augmented) if record) / 3600
+
+
+#: cost metric -> function(run.json, score-net summary, augmented-set record) -> device hours
+RUN_METRICS: dict[str, Callable[[dict, dict | None, dict | None], float]] = {
+    "gpu_hours": _training_hours,
+    "gpu_hours_scoremix": _scoremix_hours,
+}
+
+
+def compute_cost_record(
+    spec: dict[str, Any],
+    run_json: str | Path,
+    scorenet_summary: str | Path | None = None,
+    augmented_record: str | Path | None = None,
+) -> dict[str, Any]:
+    """A cost metric of one run (device hours x ``spec['gpus']``) and its record."""
+    name = spec["metric"]
+    run = read_json(run_json)
+    scorenet = read_json(scorenet_summary) if scorenet_summary else None
+    augmented = read_json(augmented_record) if augmented_record else None
+    device = run["summary"].get("device", "unknown")
+    gpus = spec["gpus"] if device.startswith("cuda") else 1
+    labels = record_labels(spec, {})
+    if not device.startswith("cuda"):
+        labels.append(f"measured on {device}, not a GPU")
+    return _record(
+        spec,
+        RUN_METRICS[name](run, scorenet, augmented) * gpus,
+        labels,
+        num_samples=None,
+        num_reference=None,
+        device=device,
+        gpus=gpus,
+        sources=[str(p) for p in (run_json, scorenet_summary, augmented_record) if p],
+    )
+
+
+def _record(
+    spec: dict[str, Any], value: float, labels: list[str], **details: Any
+) -> dict[str, Any]:
+    """The fields every metric record has, around the metric's own ``details``."""
+    return {
+        "metric": spec["metric"],
+        "value": value,
+        "run": spec["run"],
+        "seed": spec["seed"],
+        "reference": spec["reference"],
+        **details,
+        "labels": labels,
+        "scale": spec.get("scale"),
+        "provenance": provenance(),
+    }
+
+
+def compute_metric_record(
+    spec: dict[str, Any], samples_path: str | Path, reference_path: str | Path | None
+) -> dict[str, Any]:
+    """Compute ``spec['metric']`` of one run from cached features; return its record."""
+    name = spec["metric"]
+    if name not in METRICS:
+        implemented = ", ".join(sorted(registry.METRICS))
+        raise ValueError(f"metric '{name}' is not implemented (implemented: {implemented})")
+    samples, samples_meta = load_features(samples_path)
+    reference, reference_meta = load_features(reference_path) if reference_path else (None, {})
+    network = samples_meta["feature_network"]
+    if reference_meta and reference_meta["feature_network"]["sha256"] != network["sha256"]:
+        raise ValueError(
+            f"{samples_path} and {reference_path} were computed with different networks"
+        )
+    return _record(
+        spec,
+        METRICS[name](samples, reference, spec),
+        record_labels(spec, network),
+        num_samples=int(len(samples)),
+        num_reference=int(len(reference)) if reference is not None else None,
+        reference_source=reference_meta.get("source"),
+        feature_network=network,
+    )
+
+
+#: LPIPS inputs smaller than this (demo images) are upsampled to it first: AlexNet's pooling
+#: stages need at least 32² and 64² keeps every LPIPS layer more than one pixel wide.
+LPIPS_MIN_SIZE = 64
+
+
+def perceptual_distance(module: Any, images_a: Any, images_b: Any) -> Any:
+    """LPIPS per pair of [-1, 1] NCHW images, upsampled (bilinear) to ``LPIPS_MIN_SIZE`` if
+    smaller; the papers' 256² images pass unchanged."""
+    from torch.nn import functional as F
+
+    from mixgan.metrics.lpips_distance import lpips_pairs
+
+    if images_a.shape[-1] < LPIPS_MIN_SIZE:
+        size = (LPIPS_MIN_SIZE, LPIPS_MIN_SIZE)
+        images_a = F.interpolate(images_a, size=size, mode="bilinear", align_corners=False)
+        images_b = F.interpolate(images_b, size=size, mode="bilinear", align_corners=False)
+    return lpips_pairs(module, images_a, images_b)
+
+
+def random_pairs(count: int, num_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num_pairs`` seeded random pairs (i, j), i != j, of ``count`` items; every unordered
+    pair once when there are no more than ``num_pairs`` of them."""
+    if count * (count - 1) // 2 <= num_pairs:
+        first, second = np.triu_indices(count, k=1)
+        return first, second
+    rng = np.random.default_rng(seed)
+    first = rng.integers(count, size=num_pairs)
+    second = rng.integers(count - 1, size=num_pairs)
+    return first, second + (second >= first)
+
+
+def _lpips_network(net: str, weights_path: str | Path, device: str) -> tuple[Any, dict]:
+    """The LPIPS module on ``device`` and the network block of its records: the provisioned
+    backbone's record (SHA-256, stand-in flag) with the package's linear layers."""
+    from mixgan.metrics.inception import pick_device
+    from mixgan.metrics.lpips_distance import load_lpips
+    from mixgan.metrics.weights import verified_record
+
+    network = verified_record(weights_path)
+    module, lpips_record = load_lpips(net, weights_path, allow_stand_in=False)
+    network = {
+        **network,
+        "lpips": lpips_record["name"],
+        "linear_sha256": lpips_record["linear_sha256"],
+    }
+    return module.to(pick_device(device)), network
+
+
+def compute_image_metric_record(
+    spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path, device: str = "auto"
+) -> dict[str, Any]:
+    """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
+    import functools
+
+    from mixgan.data.imagezip import read_image_zip, to_tensor
+    from mixgan.metrics.lpips_distance import mean_over_pairs
+
+    module, network = _lpips_network("alex", weights_path, device)
+    images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
+    first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
+    value = mean_over_pairs(
+        functools.partial(perceptual_distance, module),
+        images, first, second, spec["evaluation"]["batch"],
+    )  # fmt: skip
+    return _record(
+        spec,
+        value,
+        record_labels(spec, network),
+        num_samples=int(len(images)),
+        num_pairs=int(len(first)),
+        num_reference=None,
+        feature_network=network,
+    )
+
+
+def compute_generator_metric_record(
+    spec: dict[str, Any], network_path: str | Path, weights_path: str | Path, device: str = "auto"
+) -> dict[str, Any]:
+    """PPL or an interval-uniformity metric of a run's generator (LPIPS-VGG distances)."""
+    import functools
+
+    from mixgan.metrics.inception import pick_device
+    from mixgan.metrics.ppl import interval_uniformity, path_length
+    from mixgan.sample import load_generator
+
+    evaluation, name = spec["evaluation"], spec["metric"]
+    torch_device = pick_device(device)
+    generator, _ = load_generator(network_path, torch_device)
+    module, network = _lpips_network("vgg", weights_path, device)
+    distance = functools.partial(perceptual_distance, module)
+    in_w = evaluation["ppl_space"] == "w"
+    options = {
+        "endpoints": (lambda z: generator.mapping(z, None)) if in_w else None,
+        "interpolation": "lerp" if in_w else "slerp",
+        "crop": evaluation["ppl_crop"],
+        "seed": spec["seed"],
+        "device": torch_device,
+    }
+    if in_w:
+        generate = functools.partial(generator.synthesis, noise_mode="const")
+    else:
+        generate = functools.partial(generator, c=None, noise_mode="const")
+    if name == "ppl":
+        result = path_length(
+            generate, distance, generator.z_dim, evaluation["ppl_samples"],
+            epsilon=evaluation["ppl_epsilon"], batch_size=evaluation["batch"], **options,
+        )  # fmt: skip
+        value, count = result.value, evaluation["ppl_samples"]
+    else:
+        result = interval_uniformity(
+            generate, distance, generator.z_dim, evaluation["ppl_pairs"],
+            intervals=evaluation["ppl_intervals"], **options,
+        )  # fmt: skip
+        field = name.removeprefix("ppl_interval_").removeprefix("ppl_")
+        value, count = getattr(result, field), evaluation["ppl_pairs"]
+    return _record(
+        spec,
+        float(value),
+        record_labels(spec, network),
+        num_samples=int(count),
+        num_reference=None,
+        space=evaluation["ppl_space"],
+        feature_network=network,
+    )

