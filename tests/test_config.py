@@ -285,6 +285,13 @@ def test_a_size_curve_row_spanning_two_datasets_is_named(minimal_config):
     }
     with pytest.raises(ConfigError, match=r"mixdl_fig6.rows\[0\]: a size curve's row spans"):
         Study(minimal_config)
+    figure = minimal_config["figures"]["mixdl_fig6"]
+    figure["columns"][1]["dataset"] = "shapes"
+    figure["metrics"] = ["fid", "kid"]
+    assert len(Study(minimal_config).layouts["mixdl_fig6"].cells) == 4  # 2 columns x 2 metrics
+    figure["kind"] = "training_curve"
+    with pytest.raises(ConfigError, match="mixdl_fig6.metrics: only a size_curve"):
+        Study(minimal_config)
 
 
 def test_schema_enums_cover_the_registry():

@@ -435,6 +435,28 @@ def test_size_curve_draws_the_papers_values_beside_ours(tmp_path):
     plt.close(alone)
 
 
+def test_size_curve_draws_one_panel_per_metric(tmp_path):
+    spec = size_spec(tmp_path)
+    lpips = [
+        {**c, "metric": "lpips", "pending": "lpips needs alexnet weights", "files": []}
+        for c in spec["cells"]
+    ]
+    spec = {**spec, "metrics": ["fid", "lpips"], "cells": spec["cells"] + lpips}
+    figure = size_curve(spec)
+    fid, lpips_axis = figure.axes
+    assert "FID" in fid.get_ylabel() and "LPIPS" in lpips_axis.get_ylabel()
+    assert {c.get_label() for c in fid.containers} == {"Baseline", "+ ScoreMix"}
+    legend = [text.get_text() for text in lpips_axis.get_legend().get_texts()]
+    assert legend == ["Baseline (pending)", "+ ScoreMix (pending)", "+ ADA (pending)"]
+    plt.close(figure)
+    published = pd.DataFrame([{"row": "Baseline", "column": "1k", "metric": "fid", "value": "9"}])
+    figure = size_curve(spec, published)
+    assert len(figure.axes) == 4  # (ours, the paper's) per metric
+    assert figure.axes[1].get_lines()[0].get_ydata().tolist() == [9.0]
+    assert figure.axes[3].get_title() == "no published LPIPS" and not figure.axes[3].get_lines()
+    plt.close(figure)
+
+
 def test_training_set_sizes_come_from_the_spec_or_count_labels():
     spec = {"id": "t", "cells": [{"column": c} for c in ("70k", "50", "1.5M", "10%")]}
     with pytest.raises(ValueError, match="'10%' is not a number of images"):

@@ -206,6 +206,8 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
     for figure_id, figure in config["figures"].items():
         if figure["kind"] == "size_curve":
             problems += _size_curve_problems(f"figures.{figure_id}", figure)
+        elif "metrics" in figure:
+            problems.append(f"figures.{figure_id}.metrics: only a size_curve draws several")
         published = figure.get("published")
         if published is None:
             continue

@@ -140,6 +140,7 @@ def layout_spec(layout_id):
         "title": entry["title"],
         "paper": entry["paper"],
         "metric": entry.get("metric"),
+        "metrics": entry.get("metrics"),
         "samples": entry.get("samples"),
         "labels": labels,
         "sizes": {

@@ -186,9 +186,10 @@ def training_set_sizes(spec: dict[str, Any]) -> dict[str, float]:
 
 
 def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> plt.Figure:
-    """A metric against the training-set size (log x): one line per row, mean ± std over seeds;
-    with ``published`` (a table's values as the paper printed them), a second panel draws the
-    paper's curve of each row at the paper's sizes, in the same colour.
+    """Metrics against the training-set size (log x): one panel per metric (``metrics``, else
+    ``metric``), one line per row, mean ± std over seeds; with ``published`` (a table's
+    values as the paper printed them), a panel beside each draws the paper's curve of each
+    row at the paper's sizes, in the same colour.
 
     The cells are those of a table (their ``files`` the runs' metric records); each column
     label names a subset whose size comes from ``spec["sizes"]``. The title carries the
@@ -196,51 +197,61 @@ def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> p
     """
     from mixgan.report.tables import load_records, summarise, tidy_table
 
-    metric = spec.get("metric") or "fid"
-    cells = [cell for cell in spec["cells"] if cell["metric"] == metric]
-    records = load_records([path for cell in cells for path in cell["files"]])
-    summary = summarise(tidy_table({**spec, "cells": cells}, records))
-    sizes = training_set_sizes({**spec, "cells": cells})
+    metrics = spec.get("metrics") or [spec.get("metric") or "fid"]
+    records = load_records([path for cell in spec["cells"] for path in cell["files"]])
+    summary = summarise(tidy_table(spec, records))
+    sizes = training_set_sizes(spec)
     summary["size"] = summary["column"].map(sizes)
-    scale = DISPLAY.get(metric, (1.0, ""))[0]
-    rows = list(dict.fromkeys(summary["row"]))
-    paper = _paper_curves(spec["id"], cells, rows, metric, published)
+    rows = list(dict.fromkeys(cell["row"] for cell in spec["cells"]))
+    paper = {m: _paper_curves(spec["id"], spec["cells"], rows, m, published) for m in metrics}
+    columns = 2 if any(paper.values()) else 1
     _style()
-    figure, axes = plt.subplots(1, 2 if paper else 1, figsize=(12 if paper else 7, 4.5))
-    axis = axes[0] if paper else axes
+    figure, axes = plt.subplots(
+        len(metrics), columns, figsize=(6 * columns if columns > 1 else 7, 4.5 * len(metrics)),
+        squeeze=False,
+    )  # fmt: skip
     colours = dict(zip(rows, sns.color_palette(PALETTE, max(len(rows), 1)), strict=True))
     markers = {row: MARKERS[index % len(MARKERS)] for index, row in enumerate(rows)}
-    pending = {cell["row"] for cell in cells if cell["pending"]}
-    for row in rows:
-        points = summary[(summary["row"] == row) & (summary["n"] > 0)].sort_values("size")
-        if points.empty:
-            state = "pending" if row in pending else "no values yet"
-            axis.plot([], [], color=colours[row], linestyle=":", label=f"{row} ({state})")
-            continue
-        axis.errorbar(points["size"], points["mean"] * scale,
-                      yerr=points["std"].fillna(0.0) * scale, color=colours[row],
-                      marker=markers[row], capsize=4, label=row)  # fmt: skip
-    _size_axis(axis, sorted(set(sizes.values())), metric)
+    pending = {cell["row"] for cell in spec["cells"] if cell["pending"]}
+    seeds = int(summary["n"].max()) if len(summary) else 0
+    for axis, metric in zip(axes[:, 0], metrics, strict=True):
+        scale = DISPLAY.get(metric, (1.0, ""))[0]
+        for row in rows:
+            points = summary[
+                (summary["row"] == row) & (summary["metric"] == metric) & (summary["n"] > 0)
+            ].sort_values("size")
+            if points.empty:
+                state = "pending" if row in pending else "no values yet"
+                axis.plot([], [], color=colours[row], linestyle=":", label=f"{row} ({state})")
+                continue
+            axis.errorbar(points["size"], points["mean"] * scale,
+                          yerr=points["std"].fillna(0.0) * scale, color=colours[row],
+                          marker=markers[row], capsize=4, label=row)  # fmt: skip
+        _size_axis(axis, sorted(set(sizes.values())), metric)
+        axis.legend(title=f"ours: mean ± std over seeds (up to n = {seeds})")
     recorded = [label for text in summary["labels"] for label in text.split("; ") if label]
     labels = list(dict.fromkeys([*(spec.get("labels") or []), *recorded]))
-    axis.set_title(_title({**spec, "labels": labels}))
-    seeds = int(summary["n"].max()) if len(summary) else 0
-    axis.legend(title=f"ours: mean ± std over seeds (up to n = {seeds})")
-    if paper:
-        for row, points in paper.items():
+    axes[0, 0].set_title(_title({**spec, "labels": labels}))
+    for axis, metric in zip(axes[:, -1] if columns > 1 else [], metrics, strict=False):
+        for row, points in paper[metric].items():
             sizes_paper, values_paper = zip(*points, strict=True)
-            axes[1].plot(sizes_paper, values_paper, color=colours[row], marker=markers[row],
-                         linestyle="--", label=row)  # fmt: skip
-        ticks = sorted({size for points in paper.values() for size, _ in points})
-        _size_axis(axes[1], ticks, metric)
-        axes[1].set_title(f"published ({spec.get('paper', 'the paper')}; values as printed)")
-        axes[1].legend()
+            axis.plot(sizes_paper, values_paper, color=colours[row], marker=markers[row],
+                      linestyle="--", label=row)  # fmt: skip
+        ticks = sorted({size for points in paper[metric].values() for size, _ in points})
+        _size_axis(axis, ticks, metric)
+        if paper[metric]:
+            axis.set_title(f"published ({spec.get('paper', 'the paper')}; values as printed)")
+            axis.legend()
+        else:
+            axis.set_title(f"no published {DISPLAY.get(metric, (1.0, metric.upper()))[1]}")
     figure.tight_layout()
     return figure
 
 
 def _size_axis(axis: plt.Axes, ticks: list[float], metric: str) -> None:
     axis.set_xscale("log")
+    if ticks:  # the same range whether or not the panel has points
+        axis.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)
     axis.set_xticks(ticks, [f"{size:,.0f}" for size in ticks])
     axis.minorticks_off()
     axis.set_xlabel("training-set size (number of real images, log scale)")
@@ -254,7 +265,8 @@ def _paper_curves(
     metric: str,
     published: pd.DataFrame | None,
 ) -> dict[str, list[tuple[float, float]]]:
-    """Row -> the paper's (size, value) points, sorted by size, for the rows it has."""
+    """Row -> the paper's (size, value) points of ``metric``, sorted by size, for the rows
+    it has."""
     if published is None:
         return {}
     published_row = {cell["row"]: cell.get("published_row", cell["row"]) for cell in cells}
