@@ -7,7 +7,8 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``env``: torch, CUDA and the device;
 * ``consistency``: the networks and ScoreMix give the same numbers on the GPU as on the CPU
   (strict fp32), and demo-scale training (score network, then StyleGAN2 with DiffAugment and
-  online ScoreMix) and the NCSNv2 sampler run on the GPU;
+  online ScoreMix, and with MixDL in TF32 and in bf16 channels-last) and the NCSNv2 sampler
+  run on the GPU;
 * ``scoremix``: Algorithm 1 at 256² with the full-size score network (ngf 128): images per
   second per batch size and numeric precision, and the augment rule's own code path
   (``make_augmented_set``) for one batch of 100 steps;
@@ -291,6 +292,23 @@ def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
         torch.isfinite(v).all().item() for row in losses for v in row.values()
     )
     out["demo_gan_part_stats"] = {part.name: part.stats() for part in trainer.parts}
+
+    # MixDL (odd steps compute their own losses; patch heads and projector trained with D) on
+    # the device, in the default arithmetic and in bf16 with channels-last.
+    mixdl_run = next(key for key in study.runnable_runs() if key.method == "mixdl")
+    for name, arithmetic in (
+        ("tf32", {"precision": "tf32"}),
+        ("bf16_channels_last", {"precision": "bf16", "channels_last": True}),
+    ):
+        spec = copy.deepcopy(study.run_spec(mixdl_run))
+        spec["device"] = device.type
+        spec["backbone"]["train"].update(arithmetic)
+        trainer = gan_trainer(spec, images)
+        losses = [trainer.train_step() for _ in range(4)]
+        out[f"mixdl_{name}_losses_finite"] = all(
+            torch.isfinite(v).all().item() for row in losses for v in row.values()
+        )
+        out[f"mixdl_{name}_stats"] = {part.name: part.stats() for part in trainer.parts}
     net = load_score_net(work / "scorenet.pt", device)
     samples = annealed_langevin(net, 4, steps_each=1)
     out["ncsnv2_sampler_finite_in_range"] = bool(
