@@ -1,7 +1,0 @@
-"""``python -m mixgan``: the workflow's command line."""
-
-import sys
-
-from mixgan.cli import main
-
-sys.exit(main())
