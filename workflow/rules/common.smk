@@ -325,6 +325,11 @@ def published_values(wildcards):
     return str(path) if path.exists() else []
 
 
+def published_option(wildcards, input):
+    """The ``--published`` option of the table and figure commands, when there are values."""
+    return f"--published {shlex.quote(input.published)}" if input.published else ""
+
+
 def scorenet_path(dataset, subset, scorenet, name="scorenet.pt"):
     """A file of the score network trained on one subset (network, summary)."""
     return f"{R}/scorenets/{dataset}/{subset}/{scorenet}/{name}"

@@ -23,7 +23,7 @@ rule table:
         ranking=f"{R}/tables/{{layout}}.ranking.csv",
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
-        published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
+        published=published_option,
     conda:
         ENV
     log:
@@ -36,7 +36,7 @@ rule table:
 
 rule figure:
     input:
-        layout_inputs,
+        files=layout_inputs,
         published=published_values,
     output:
         png=report(
@@ -49,14 +49,13 @@ rule figure:
         pdf=f"{R}/figures/{{layout}}.pdf",
     params:
         spec=lambda wc: spec_json(layout_spec(wc.layout)),
-        inputs=layout_inputs,
-        published=lambda wc, input: f"--published {shlex.quote(input.published)}" if input.published else "",
+        published=published_option,
     conda:
         ENV
     log:
         f"{R}/logs/figures/{{layout}}.log",
     shell:
-        "python -m mixgan figure --spec {params.spec:q} --inputs {params.inputs:q} "
+        "python -m mixgan figure --spec {params.spec:q} --inputs {input.files:q} "
         "{params.published} --out-png {output.png:q} --out-pdf {output.pdf:q} > {log} 2>&1"
 
 
