@@ -185,6 +185,17 @@ DISPLAY: dict[str, tuple[float, str]] = {
     "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
 }
 
+
+def display_scale(metric: str) -> float:
+    """The factor tables and figures multiply ``metric`` by (KID: 10^3)."""
+    return DISPLAY.get(metric, (1.0, ""))[0]
+
+
+def display_name(metric: str) -> str:
+    """The name tables and figures print for ``metric`` (its upper-case key by default)."""
+    return DISPLAY.get(metric, (1.0, metric.upper()))[1]
+
+
 #: decimals tables print for a metric (2 by default).
 DECIMALS: dict[str, int] = {
     "gpu_hours": 3, "gpu_hours_scoremix": 3, "distinct_neighbours": 0, "precision": 3,

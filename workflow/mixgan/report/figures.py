@@ -21,7 +21,7 @@ import seaborn as sns  # noqa: E402
 
 from mixgan.data.imagezip import image_names, read_image_zip  # noqa: E402
 from mixgan.io import atomic_path  # noqa: E402
-from mixgan.registry import DISPLAY, HIGHER_IS_BETTER  # noqa: E402
+from mixgan.registry import HIGHER_IS_BETTER, display_name, display_scale  # noqa: E402
 
 PALETTE = "colorblind"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -37,7 +37,7 @@ def _style() -> None:
 
 def _metric_label(metric: str) -> str:
     """Axis label of a metric: its name as tables print it (KID x 10^3), unit and direction."""
-    name = DISPLAY.get(metric, (1.0, metric.upper()))[1]
+    name = display_name(metric)
     unit = "hours" if metric.startswith("gpu_hours") else "unitless"
     better = "higher" if metric in HIGHER_IS_BETTER else "lower"
     return f"{name} ({unit}; {better} is better)"
@@ -203,7 +203,7 @@ def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> p
     sizes = training_set_sizes(spec)
     summary["size"] = summary["column"].map(sizes)
     rows = list(dict.fromkeys(cell["row"] for cell in spec["cells"]))
-    paper = {m: _paper_curves(spec["id"], spec["cells"], rows, m, published) for m in metrics}
+    paper = {m: _paper_curves(spec["id"], spec["cells"], m, published) for m in metrics}
     columns = 2 if any(paper.values()) else 1
     _style()
     figure, axes = plt.subplots(
@@ -215,7 +215,7 @@ def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> p
     pending = {cell["row"] for cell in spec["cells"] if cell["pending"]}
     seeds = int(summary["n"].max()) if len(summary) else 0
     for axis, metric in zip(axes[:, 0], metrics, strict=True):
-        scale = DISPLAY.get(metric, (1.0, ""))[0]
+        scale = display_scale(metric)
         for row in rows:
             points = summary[
                 (summary["row"] == row) & (summary["metric"] == metric) & (summary["n"] > 0)
@@ -243,7 +243,7 @@ def size_curve(spec: dict[str, Any], published: pd.DataFrame | None = None) -> p
             axis.set_title(f"published ({spec.get('paper', 'the paper')}; values as printed)")
             axis.legend()
         else:
-            axis.set_title(f"no published {DISPLAY.get(metric, (1.0, metric.upper()))[1]}")
+            axis.set_title(f"no published {display_name(metric)}")
     figure.tight_layout()
     return figure
 
@@ -261,20 +261,19 @@ def _size_axis(axis: plt.Axes, ticks: list[float], metric: str) -> None:
 def _paper_curves(
     figure_id: str,
     cells: list[dict[str, Any]],
-    rows: list[str],
     metric: str,
     published: pd.DataFrame | None,
 ) -> dict[str, list[tuple[float, float]]]:
-    """Row -> the paper's (size, value) points of ``metric``, sorted by size, for the rows
-    it has."""
+    """Row of ``cells`` -> the paper's (size, value) points of ``metric``, sorted by size,
+    for the rows it has, in the cells' row order."""
     if published is None:
         return {}
     published_row = {cell["row"]: cell.get("published_row", cell["row"]) for cell in cells}
     values = published[published["metric"] == metric]
     sizes = training_set_sizes({"id": figure_id, "cells": values[["column"]].to_dict("records")})
     curves = {}
-    for row in rows:
-        of_row = values[values["row"] == published_row[row]]
+    for row, paper_row in published_row.items():
+        of_row = values[values["row"] == paper_row]
         if len(of_row):
             points = zip(of_row["column"].map(sizes), of_row["value"].astype(float), strict=True)
             curves[row] = sorted(points)

@@ -66,7 +66,7 @@ def tidy_table(
     rows = []
     for cell in spec["cells"]:
         key = (cell["published_row"], cell["published_column"], cell["metric"])
-        paper_value = paper.get(key, np.nan) / _multiplier(cell["metric"])
+        paper_value = paper.get(key, np.nan) / registry.display_scale(cell["metric"])
         for run in cell["runs"]:
             record = records.get((run, cell["metric"], cell["reference"]))
             status = "pending" if cell["pending"] else ("ok" if record else "missing")
@@ -502,18 +502,14 @@ def _paper_texts(published: pd.DataFrame | None) -> dict[tuple[str, str, str], s
     return {(p.row, p.column, p.metric): str(p.value).strip() for p in published.itertuples()}
 
 
-def _multiplier(metric: str) -> float:
-    return registry.DISPLAY.get(metric, (1.0, ""))[0]
-
-
 def _header(column: str, metric: str) -> str:
-    name = registry.DISPLAY.get(metric, (1.0, metric.upper()))[1]
+    name = registry.display_name(metric)
     arrow = "↑" if metric in registry.HIGHER_IS_BETTER else "↓"
     return f"{column} {name}{arrow}" if column != "col" else f"{name}{arrow}"
 
 
 def _scaled(value: float, metric: str, digits: int) -> str:
-    return f"{value * _multiplier(metric):.{digits}f}"
+    return f"{value * registry.display_scale(metric):.{digits}f}"
 
 
 def _best_per_column(
