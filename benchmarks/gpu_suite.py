@@ -130,6 +130,11 @@ def peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 2)
 
 
+def losses_finite(rows: list[dict[str, torch.Tensor]]) -> bool:
+    """Whether every value of every training step's logged losses is finite."""
+    return all(torch.isfinite(v).all().item() for row in rows for v in row.values())
+
+
 def is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
@@ -288,9 +293,7 @@ def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
     losses = [trainer.train_step() for _ in range(4)]
     out["demo_gan_run"] = runs[0].id
     out["demo_gan_parts"] = [p.name for p in trainer.parts]
-    out["demo_gan_losses_finite"] = all(
-        torch.isfinite(v).all().item() for row in losses for v in row.values()
-    )
+    out["demo_gan_losses_finite"] = losses_finite(losses)
     out["demo_gan_part_stats"] = {part.name: part.stats() for part in trainer.parts}
 
     # MixDL (odd steps compute their own losses; patch heads and projector trained with D) on
@@ -305,9 +308,7 @@ def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
         spec["backbone"]["train"].update(arithmetic)
         trainer = gan_trainer(spec, images)
         losses = [trainer.train_step() for _ in range(4)]
-        out[f"mixdl_{name}_losses_finite"] = all(
-            torch.isfinite(v).all().item() for row in losses for v in row.values()
-        )
+        out[f"mixdl_{name}_losses_finite"] = losses_finite(losses)
         out[f"mixdl_{name}_stats"] = {part.name: part.stats() for part in trainer.parts}
     net = load_score_net(work / "scorenet.pt", device)
     samples = annealed_langevin(net, 4, steps_each=1)
@@ -562,7 +563,6 @@ def _time_trainer(trainer, steps: int, device: torch.device, warm: int = 3) -> d
         rows.append(row)
         LOG.info("step %d (%s): %.3f s", index, "warm-up" if index < warm else "timed", seconds)
     timed_seconds = sum(step_seconds[warm:])
-    finite = all(torch.isfinite(v).all().item() for row in rows[warm:] for v in row.values())
     cfg = trainer.train_cfg
     timed_steps = range(trainer.step - steps, trainer.step)
     return {
@@ -573,7 +573,7 @@ def _time_trainer(trainer, steps: int, device: torch.device, warm: int = 3) -> d
         "warmup_s": [round(x, 2) for x in step_seconds[:warm]],
         "step_s": [round(x, 3) for x in step_seconds[warm:]],
         "peak_gib": peak_gib(device),
-        "losses_finite": finite,
+        "losses_finite": losses_finite(rows[warm:]),
     }
 
 
