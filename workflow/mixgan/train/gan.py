@@ -231,11 +231,10 @@ class GANTrainer:
 
     def generate_ws(self, batch: int) -> torch.Tensor:
         """Latents w (with style mixing) of a batch of new samples."""
-        z = torch.randn(batch, self.G.z_dim, device=self.device)
-        ws = self.G.mapping(z, None, update_emas=True)
+        ws = self.mapped_ws(batch)
         if self.train_cfg["style_mixing"] > 0 and torch.rand(()) < self.train_cfg["style_mixing"]:
             cutoff = int(torch.randint(1, ws.shape[1], ()))
-            z2 = torch.randn_like(z)
+            z2 = torch.randn(batch, self.G.z_dim, device=self.device)
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
         return ws
 

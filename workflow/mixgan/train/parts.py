@@ -476,20 +476,22 @@ class MixDL(Part):
     def stats(self) -> dict[str, float]:
         return {key: float(value) for key, value in self.last.items()}
 
-    def state_dict(self) -> dict[str, Any]:
+    def _modules(self) -> dict[str, nn.Module]:
+        """The part's trained modules by checkpoint key (the projection only when built)."""
         modules = {"patch_heads": self.patch_heads, "projection": self.projection}
+        return {key: module for key, module in modules.items() if module is not None}
+
+    def state_dict(self) -> dict[str, Any]:
         return {
-            "modules": {k: m.state_dict() for k, m in modules.items() if m is not None},
+            "modules": {key: module.state_dict() for key, module in self._modules().items()},
             "last": self.stats(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        modules = {"patch_heads": self.patch_heads, "projection": self.projection}
-        for key, module in modules.items():
-            if module is not None:
-                module.load_state_dict(state["modules"][key])
+        for key, module in self._modules().items():
+            module.load_state_dict(state["modules"][key])
         self.last.update({k: v for k, v in state["last"].items() if k in self.last})
 
 
