@@ -294,6 +294,25 @@ def test_a_size_curve_row_spanning_two_datasets_is_named(minimal_config):
         Study(minimal_config)
 
 
+def test_a_diversity_curve_of_runs_without_the_probe_names_the_backbone_key(minimal_config):
+    minimal_config["figures"] = {
+        "mixdl_fig8": {
+            "paper": "mixdl",
+            "kind": "diversity_curve",
+            "title": "t",
+            "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
+            "rows": [{"method": "none"}, {"method": "scoremix"}],
+        }
+    }
+    with pytest.raises(ConfigError) as error:
+        Study(minimal_config)
+    assert "figures.mixdl_fig8 (rows[1] x columns[0]): a diversity_curve" in str(error.value)
+    assert "set backbones.sg2.train.diversity_every_kimg above 0" in str(error.value)
+    minimal_config["backbones"]["sg2"]["train"] = {"diversity_every_kimg": 4}
+    layout = Study(minimal_config).layouts["mixdl_fig8"]
+    assert [cell.pending for cell in layout.cells] == [None, None]
+
+
 def test_schema_enums_cover_the_registry():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     archs = set(schema["$defs"]["backbone"]["properties"]["arch"]["enum"])

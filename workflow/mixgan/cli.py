@@ -296,6 +296,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--scorenet", type=Path, help="score network, for online (growing mu) ScoreMix"),
     arg("--reference", type=Path, help="reference features for the periodic FID"),
     arg("--inception", type=Path, help="Inception weights for the periodic FID"),
+    arg("--lpips-weights", type=Path, help="AlexNet weights for the diversity probe, when on"),
     THREADS,
 )
 def cmd_train(args: argparse.Namespace) -> int:
@@ -314,6 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         scorenet=args.scorenet,
         reference_features=args.reference,
         inception=args.inception,
+        lpips_weights=args.lpips_weights,
     )
     try:
         summary = train_gan(args.spec, paths, log)

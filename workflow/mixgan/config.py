@@ -269,6 +269,16 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
         backbone = config["backbones"].get(cell["backbone"])
         if dataset and backbone:
             problems += _task_problems(at, cell, dataset, backbone)
+        if (
+            layout.get("kind") == "diversity_curve"
+            and backbone
+            and "train" in backbone
+            and backbone["train"]["diversity_every_kimg"] <= 0
+        ):
+            problems.append(
+                f"{at}: a diversity_curve draws the diversity probe of its runs' training: set "
+                f"backbones.{cell['backbone']}.train.diversity_every_kimg above 0"
+            )
         method = config["methods"].get(cell["method"], [])
         if layout.get("kind") in registry.FIGURES_WITHOUT_RUNS and not any(
             config["parts"].get(p, {}).get("kind") == "scoremix" for p in method

@@ -97,8 +97,11 @@ DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedura
 
 TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
 FIGURE_KINDS: frozenset[str] = frozenset(
-    {"training_curve", "sample_grid", "augmentation_grid", "size_curve"}
+    {"training_curve", "diversity_curve", "sample_grid", "augmentation_grid", "size_curve"}
 )
+
+#: figure kinds drawn from the runs' training curves (curve.csv).
+CURVE_FIGURE_KINDS: frozenset[str] = frozenset({"training_curve", "diversity_curve"})
 
 #: figure kinds drawn from metric records, like tables.
 METRIC_FIGURE_KINDS: frozenset[str] = frozenset({"size_curve"})

@@ -19,10 +19,12 @@ from mixgan.registry import (  # noqa: E402
     FIGURES_WITHOUT_RUNS,
     GENERATOR_METRICS,
     IMAGE_METRICS,
+    CURVE_FIGURE_KINDS,
     METRIC_FIGURE_KINDS,
     PROCEDURAL_DATA,
     RUN_METRICS,
     metric_network,
+    metric_pending,
 )
 
 
@@ -41,6 +43,7 @@ R = str(STUDY.root)
 WEIGHTS = STUDY.config["weights"]["dir"]
 INCEPTION = f"{WEIGHTS}/inception-2015-12-05.pt"
 STAND_IN = "--allow-stand-in" if STUDY.config["weights"]["allow_standins"] else ""
+DIVERSITY_NETWORK = metric_network("lpips")  # the LPIPS backbone of the diversity probe
 
 
 # Every rule runs `python -m mixgan <command>` (the package of this checkout). Jobs inherit
@@ -187,8 +190,9 @@ def layout_files(layout, cell):
         return [inputs["data"], inputs["subset"], inputs["scorenet"]]
     if layout.section == "tables" or layout.config.get("kind") in METRIC_FIGURE_KINDS:
         return [run_path(run, f"metrics/{cell.metric}-{cell.reference}.json") for run in cell.runs]
-    if layout.config["kind"] == "training_curve":
-        return [run_path(run, "curve.csv") for run in cell.runs]
+    if layout.config["kind"] in CURVE_FIGURE_KINDS:
+        # run.json names the networks behind the curve's values (and their stand-in flags).
+        return [run_path(run, name) for run in cell.runs for name in ("curve.csv", "run.json")]
     return [run_path(run, "samples.zip") for run in cell.runs[:1]]
 
 
@@ -220,6 +224,8 @@ def used_weights():
     networks = {"inception"} | {
         network for _, metric, _ in STUDY.metric_records() if (network := metric_network(metric))
     }
+    if any(probe_uses_lpips(run) for run, pending in STUDY.runs.items() if not pending):
+        networks.add(DIVERSITY_NETWORK)
     return sorted(f for n in networks for f in (network_weights(n), f"{network_weights(n)}.json"))
 
 
@@ -345,6 +351,14 @@ def augment_scorenet(wildcards):
     return scorenet_path(wildcards.dataset, wildcards.subset, part["scorenet"])
 
 
+def probe_uses_lpips(run):
+    """Whether the run's training probes its samples' diversity (MixDL Fig. 8) with LPIPS:
+    without AlexNet weights (or allowed stand-ins) the probe counts neighbours only."""
+    train = STUDY.config["backbones"][run.backbone].get("train", {})
+    probing = train.get("diversity_every_kimg", 0) > 0
+    return probing and metric_pending("lpips", STUDY.config["weights"]) is None
+
+
 def train_inputs(wildcards):
     run = run_key(wildcards)
     inputs = {
@@ -360,6 +374,8 @@ def train_inputs(wildcards):
         inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
     elif part and part["mu"] != 0:
         inputs["augmented"] = augment_path(run, part, "augmented.zip")
+    if probe_uses_lpips(run):
+        inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
     return inputs
 
 
@@ -373,6 +389,9 @@ def sample_model(wildcards):
 
 
 def optional_train_args(wildcards, input):
-    """--augmented / --scorenet when the run's method has a ScoreMix part."""
-    names = [name for name in ("augmented", "scorenet") if name in input.keys()]
-    return " ".join(f"--{name} {shlex.quote(getattr(input, name))}" for name in names)
+    """--augmented / --scorenet when the run's method has a ScoreMix part; --lpips-weights
+    when its training probes diversity."""
+    names = [name for name in ("augmented", "scorenet", "lpips_weights") if name in input.keys()]
+    return " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names
+    )

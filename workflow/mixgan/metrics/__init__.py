@@ -226,7 +226,7 @@ def random_pairs(count: int, num_pairs: int, seed: int) -> tuple[np.ndarray, np.
     return first, second + (second >= first)
 
 
-def _lpips_network(net: str, weights_path: str | Path, device: str) -> tuple[Any, dict]:
+def lpips_network(net: str, weights_path: str | Path, device: str) -> tuple[Any, dict]:
     """The LPIPS module on ``device`` and the network block of its records: the provisioned
     backbone's record (SHA-256, stand-in flag) with the package's linear layers."""
     from mixgan.metrics.inception import pick_device
@@ -252,7 +252,7 @@ def compute_image_metric_record(
     from mixgan.data.imagezip import read_image_zip, to_tensor
     from mixgan.metrics.lpips_distance import mean_over_pairs
 
-    module, network = _lpips_network("alex", weights_path, device)
+    module, network = lpips_network("alex", weights_path, device)
     images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
     first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
     value = mean_over_pairs(
@@ -283,7 +283,7 @@ def compute_generator_metric_record(
     evaluation, name = spec["evaluation"], spec["metric"]
     torch_device = pick_device(device)
     generator, _ = load_generator(network_path, torch_device)
-    module, network = _lpips_network("vgg", weights_path, device)
+    module, network = lpips_network("vgg", weights_path, device)
     distance = functools.partial(perceptual_distance, module)
     in_w = evaluation["ppl_space"] == "w"
     options = {

@@ -1,7 +1,8 @@
-"""Figures of the study (PNG + PDF): training curves, size curves and image grids.
+"""Figures of the study (PNG + PDF): training and diversity curves, size curves, image grids.
 
-The figure spec lists its cells with the files each needs (``curve.csv``, ``samples.zip``
-or the metric records of the cell's runs); pending cells are drawn as labelled gaps.
+The figure spec lists its cells with the files each needs (``curve.csv`` with ``run.json``,
+``samples.zip`` or the metric records of the cell's runs); pending cells are drawn as labelled
+gaps.
 Every figure uses seaborn's colour-blind palette and no text smaller than ``MIN_FONT_PT``.
 """
 
@@ -20,8 +21,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from mixgan.data.imagezip import image_names, read_image_zip  # noqa: E402
-from mixgan.io import atomic_path  # noqa: E402
-from mixgan.registry import HIGHER_IS_BETTER, display_name, display_scale  # noqa: E402
+from mixgan.io import atomic_path, read_json  # noqa: E402
+from mixgan.registry import (  # noqa: E402
+    HIGHER_IS_BETTER,
+    STAND_IN_FEATURES,
+    display_name,
+    display_scale,
+)
 
 PALETTE = "colorblind"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -57,13 +63,13 @@ def training_curves(spec: dict[str, Any]) -> plt.Figure:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     colours = sns.color_palette(PALETTE, max(len(spec["cells"]), 1))
     for colour, cell in zip(colours, spec["cells"], strict=True):
-        label = cell["row"] if cell["column"] == "col" else f"{cell['row']} / {cell['column']}"
+        label = _cell_label(cell)
         if cell["pending"]:
             axis.plot([], [], color=colour, linestyle=":", label=f"{label} (pending)")
             continue
-        for index, path in enumerate(cell["files"]):
+        for index, path in enumerate(_curve_files(cell)):
             curve = pd.read_csv(path)
-            points = curve.dropna(subset=[metric]) if metric in curve else curve.iloc[0:0]
+            points = _curve_points(curve, metric)
             axis.plot(points["kimg"], points[metric], marker="o", markersize=3, color=colour,
                       label=label if index == 0 else None)  # fmt: skip
             if len(points):
@@ -74,6 +80,72 @@ def training_curves(spec: dict[str, Any]) -> plt.Figure:
     axis.set_ylabel(_metric_label(metric))
     axis.set_title(_title(spec))
     axis.legend(title="★ = best snapshot (kept by early stopping)")
+    figure.tight_layout()
+    return figure
+
+
+def _curve_files(cell: dict[str, Any]) -> list[str]:
+    return [path for path in cell["files"] if Path(path).name == "curve.csv"]
+
+
+def _curve_points(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of a training curve that have ``metric`` (none when it has no such column)."""
+    if metric not in curve:
+        return pd.DataFrame({"kimg": [], metric: []})
+    return curve.dropna(subset=[metric])
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    return cell["row"] if cell["column"] == "col" else f"{cell['row']} / {cell['column']}"
+
+
+def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
+    """MixDL's Fig. 8 from the runs' diversity probes: the samples' mean pairwise LPIPS (left)
+    and the number of distinct nearest training images (right) against kimg, one line per
+    cell and seed; the right panel marks the training-set size, its ceiling. Runs trained
+    without AlexNet weights have no LPIPS probe: the left panel then says so."""
+    metrics = ("lpips", "distinct_neighbours")
+    _style()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    colours = sns.color_palette(PALETTE, max(len(spec["cells"]), 1))
+    stand_in, sizes = False, set()
+    for colour, cell in zip(colours, spec["cells"], strict=True):
+        label = _cell_label(cell)
+        if cell["pending"]:
+            for axis in axes:
+                axis.plot([], [], color=colour, linestyle=":", label=f"{label} (pending)")
+            continue
+        for path in cell["files"]:
+            if Path(path).name == "run.json":
+                summary = read_json(path)["summary"]
+                networks = (summary.get("diversity_networks") or {}).values()
+                stand_in |= any(network.get("stand_in") for network in networks)
+                sizes.add(summary["num_real"])
+        for index, path in enumerate(_curve_files(cell)):
+            curve = pd.read_csv(path)
+            for axis, metric in zip(axes, metrics, strict=True):
+                points = _curve_points(curve, metric)
+                axis.plot(points["kimg"], points[metric], marker="o", markersize=3,
+                          color=colour, label=label if index == 0 else None)  # fmt: skip
+    grey = sns.color_palette(PALETTE)[7]
+    for size in sorted(sizes):
+        axes[1].axhline(size, color=grey, linestyle="--", linewidth=1)
+        axes[1].annotate(f"{size} training images", (0.01, size), xycoords=("axes fraction",
+                         "data"), va="bottom", fontsize=MIN_FONT_PT, color=grey)  # fmt: skip
+    for axis, metric in zip(axes, metrics, strict=True):
+        axis.set_xlabel("training progress (kimg)")
+        axis.set_ylabel(_metric_label(metric))
+        axis.legend()
+    drawn = [c for c in spec["cells"] if not c["pending"]]
+    if drawn and not any(len(line.get_xdata()) for line in axes[0].get_lines()):
+        axes[0].text(0.5, 0.5, "no LPIPS probe: the runs were trained without AlexNet\n"
+                     "weights (set weights.alexnet, then retrain)", ha="center",
+                     va="center", fontsize=MIN_FONT_PT, transform=axes[0].transAxes)  # fmt: skip
+    axes[0].set_title("mean pairwise LPIPS of the samples")
+    axes[1].set_title("distinct nearest training images (Inception features)")
+    axes[1].set_ylim(bottom=0)
+    labels = [*(spec.get("labels") or []), *([STAND_IN_FEATURES] if stand_in else [])]
+    figure.suptitle(_title({**spec, "labels": labels}), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -282,6 +354,7 @@ def _paper_curves(
 
 DRAWERS = {
     "training_curve": training_curves,
+    "diversity_curve": diversity_curves,
     "size_curve": size_curve,
     "sample_grid": sample_grid,
     "augmentation_grid": augmentation_grid,

@@ -4,7 +4,9 @@ One loop for every method: the parts of the run's method (``mixgan.train.parts``
 real data, augment what D sees, add loss terms, or compute the losses of some steps themselves
 (MixDL, with heads that D's optimiser trains). The loop trains for a budget in kimg, evaluates
 FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience`` consecutive
-FID increases (the ScoreMix paper's protocol), and keeps the best snapshot.
+FID increases (the ScoreMix paper's protocol), and keeps the best snapshot. When
+``diversity_every_kimg`` is set, it also probes the samples' diversity from kimg 0 to
+``diversity_until_kimg`` (``mixgan.train.diversity``, MixDL's Fig. 8).
 
 Real batches are drawn uniformly with replacement from the pool (the subset plus the parts'
 extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
@@ -48,12 +50,14 @@ from mixgan.train.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from mixgan.train.diversity import COLUMNS as DIVERSITY_COLUMNS
+from mixgan.train.diversity import DiversityProbe
 from mixgan.train.parts import Part, PartInputs, build_parts
 from mixgan.train.progress import CurveWriter, StopFlag, Throughput
 
 CURVE_COLUMNS = [
     "step", "kimg", "seconds", "sec_per_kimg", "loss_g", "loss_d", "r1", "pl",
-    "logits_real", "logits_fake", "fid",
+    "logits_real", "logits_fake", "fid", *DIVERSITY_COLUMNS,
 ]  # fmt: skip
 EVAL_SEED = 2**31 - 1  # the fixed latents every evaluation of every run uses
 
@@ -79,6 +83,7 @@ class TrainPaths:
     scorenet: Path | None = None
     reference_features: Path | None = None
     inception: Path | None = None
+    lpips_weights: Path | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -383,6 +388,9 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) ->
 def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
     """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
     cfg = spec["backbone"]["train"]
+    probing = cfg["diversity_every_kimg"] > 0
+    if probing and paths.inception is None:
+        raise ValueError("train.diversity_every_kimg > 0 needs the Inception weights (--inception)")
     trainer = GANTrainer(spec, paths, log)
     work = paths.work_dir
     resumed = load_latest_checkpoint(work / "checkpoints")
@@ -399,7 +407,13 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     )  # fmt: skip
     write_json(work / "spec.json", {**spec, "provenance": provenance()})
 
-    evaluator = _Evaluator(paths, spec, cfg) if paths.reference_features else None
+    inception = (
+        InceptionFeatures(paths.inception, spec["device"])
+        if paths.reference_features or probing
+        else None
+    )
+    evaluator = _Evaluator(paths, inception, cfg) if paths.reference_features else None
+    probe = _diversity_probe(trainer, paths.lpips_weights, inception) if probing else None
     part_columns = [key for part in trainer.parts for key in part.stats()]
     curve = CurveWriter(
         work / "curve.csv", CURVE_COLUMNS + part_columns, trainer.step if resumed else None
@@ -408,6 +422,9 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
     next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
     next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
+    next_probe = _next_multiple(trainer.kimg, cfg["diversity_every_kimg"]) if probe else math.inf
+    if probe and not resumed:
+        curve.write({**_point(trainer), **probe(trainer.G_ema)})
     throughput = Throughput(trainer.images_seen)
     stopped_early = False
     started = time.perf_counter() - trainer.elapsed
@@ -433,13 +450,11 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
             if evaluator and (trainer.kimg >= next_eval or done):
                 fid = evaluator.fid(trainer.G_ema)
                 stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
-                row = row or {
-                    "step": trainer.step,
-                    "kimg": trainer.kimg,
-                    "seconds": trainer.elapsed,
-                }
-                row["fid"] = fid
+                row = {**(row or _point(trainer)), "fid": fid}
                 next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
+            if trainer.kimg >= next_probe and next_probe <= cfg["diversity_until_kimg"] + 1e-9:
+                row = {**(row or _point(trainer)), **probe(trainer.G_ema)}
+                next_probe = _next_multiple(trainer.kimg, cfg["diversity_every_kimg"])
             if row:
                 curve.write(row)
             if trainer.kimg >= next_ckpt or stop or done or stopped_early:
@@ -452,7 +467,21 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
                     "rerunning the job resumes from it"
                 )
 
-    return _finish(trainer, paths, spec, stopped_early, log)
+    return _finish(trainer, paths, spec, stopped_early, probe, log)
+
+
+def _point(trainer: GANTrainer) -> dict[str, Any]:
+    """The columns that place a curve row in training."""
+    return {"step": trainer.step, "kimg": trainer.kimg, "seconds": trainer.elapsed}
+
+
+def _diversity_probe(
+    trainer: GANTrainer, lpips_weights: Path | None, inception: InceptionFeatures
+) -> DiversityProbe:
+    """The run's diversity probe, against its training subset (not the parts' extra data)."""
+    subset = trainer.pool[: trainer.num_real].permute(0, 2, 3, 1).numpy()
+    count = trainer.train_cfg["diversity_samples"]
+    return DiversityProbe(subset, lpips_weights, inception, count, trainer.spec["device"])
 
 
 def _stop_if_not_finite(
@@ -538,9 +567,9 @@ def _record_fid(
 class _Evaluator:
     """FID of G_ema's images from fixed latents against the reference features."""
 
-    def __init__(self, paths: TrainPaths, spec: dict[str, Any], cfg: dict[str, Any]):
+    def __init__(self, paths: TrainPaths, inception: InceptionFeatures, cfg: dict[str, Any]):
         self.reference, _ = load_features(paths.reference_features)
-        self.inception = InceptionFeatures(paths.inception, spec["device"])
+        self.inception = inception
         self.count = cfg["eval_samples"]
 
     def fid(self, generator: Generator) -> float:
@@ -553,6 +582,7 @@ def _finish(
     paths: TrainPaths,
     spec: dict[str, Any],
     stopped_early: bool,
+    probe: DiversityProbe | None,
     log: logging.Logger,
 ) -> dict[str, Any]:
     work = paths.work_dir
@@ -575,6 +605,7 @@ def _finish(
         "num_real": trainer.num_real,
         "num_pool": len(trainer.pool),
         "seed": spec["seed"],
+        "diversity_networks": probe.networks if probe else None,
         "provenance": provenance(),
     }
     with atomic_path(paths.network_out) as tmp:
