@@ -9,12 +9,15 @@ import logging
 import math
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from mixgan.config import RunKey, Study
 from mixgan.data.imagezip import read_image_zip
+from mixgan.io import read_json
+from mixgan.metrics.features import save_features
 from mixgan.metrics.inception import INCEPTION_FILE, InceptionFeatures
 from mixgan.metrics.lpips_distance import load_lpips
 from mixgan.metrics.weights import provision_inception, provision_torchvision
@@ -315,11 +318,23 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
     networks = whole["diversity_networks"]
     assert networks["lpips"]["stand_in"] and not networks["inception"]["stand_in"]
-    # Without AlexNet weights the probe only counts neighbours; without Inception, no probe.
+    # Without AlexNet weights the probe only counts neighbours; the workflow gives it the
+    # subset's cached features (equal to those computed here), a wrong file is named.
     spec["backbone"]["train"]["kimg"] = 0.016
-    no_lpips = dataclasses.replace(paths(data, tmp_path / "counts"), inception=inception)
+    names = [image["name"] for image in read_json(data / "n12.json")["images"]]
+    subset = read_image_zip(data / "p.zip", names)
+    features = tmp_path / "n12.npz"
+    save_features(features, InceptionFeatures(inception, "cpu").of_arrays(subset), [], {})
+    no_lpips = dataclasses.replace(
+        paths(data, tmp_path / "counts"), inception=inception, subset_features=features
+    )
     assert train_gan(spec, no_lpips, LOG)["diversity_networks"]["lpips"] is None
     counts = pd.read_csv(tmp_path / "counts" / "curve.csv").dropna(subset=["distinct_neighbours"])
     assert counts["kimg"].tolist() == [0.0] and counts["lpips"].isna().all()
+    assert counts["distinct_neighbours"].tolist() == points["distinct_neighbours"].tolist()[:1]
+    save_features(features, np.zeros((5, 2048), np.float32), [], {})
+    with pytest.raises(ValueError, match=r"n12.npz holds 5 feature vectors, the subset"):
+        train_gan(spec, no_lpips, LOG)
+    # Without Inception weights there is no probe.
     with pytest.raises(ValueError, match=r"diversity_every_kimg > 0 needs .* \(--inception\)"):
         train_gan(spec, paths(data, tmp_path / "unprobed"), LOG)

@@ -470,7 +470,9 @@ def diversity_spec(tmp_path, stand_in):
         curve.to_csv(run / "curve.csv", index=False)
         networks = {"lpips": {"stand_in": stand_in}, "inception": {"stand_in": False}}
         summary = {"num_real": 10, "diversity_networks": networks}
-        (run / "run.json").write_text(json.dumps({"summary": summary}))
+        train = {"diversity_samples": 64}
+        record = {"summary": summary, "spec": {"backbone": {"train": train}}}
+        (run / "run.json").write_text(json.dumps(record))
         files += [str(run / "curve.csv"), str(run / "run.json")]
     return {
         "id": "mixdl_fig8",
@@ -492,6 +494,7 @@ def test_diversity_curve_draws_both_probes_per_seed_with_the_training_set_size(t
     assert "LPIPS" in lpips_axis.get_ylabel()
     counts = [np.asarray(line.get_ydata()).tolist() for line in distinct_axis.get_lines()]
     assert [9.0, 6.0, 3.0] in counts and [10, 10] in counts  # the ceiling: 10 training images
+    assert "ceiling: 64 samples, 10 training images" in [t.get_text() for t in distinct_axis.texts]
     legend = [text.get_text() for text in distinct_axis.get_legend().get_texts()]
     assert legend == ["StyleGAN2", "FastGAN (pending)"]
     assert "[demo scale, stand-in features]" in figure._suptitle.get_text()

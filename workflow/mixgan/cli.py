@@ -297,6 +297,12 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--reference", type=Path, help="reference features for the periodic FID"),
     arg("--inception", type=Path, help="Inception weights for the periodic FID"),
     arg("--lpips-weights", type=Path, help="AlexNet weights for the diversity probe, when on"),
+    arg(
+        "--subset-features",
+        type=Path,
+        help="Inception pool features of the training subset, for the diversity probe "
+        "(computed from the subset when not given)",
+    ),
     THREADS,
 )
 def cmd_train(args: argparse.Namespace) -> int:
@@ -316,6 +322,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         reference_features=args.reference,
         inception=args.inception,
         lpips_weights=args.lpips_weights,
+        subset_features=args.subset_features,
     )
     try:
         summary = train_gan(args.spec, paths, log)

@@ -14,12 +14,12 @@ from snakemake.settings.types import DeploymentMethod
 from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
 from mixgan.registry import (  # noqa: E402
+    CURVE_FIGURE_KINDS,
     EXTRACTOR_NETWORKS,
     FEATURE_METRICS,
     FIGURES_WITHOUT_RUNS,
     GENERATOR_METRICS,
     IMAGE_METRICS,
-    CURVE_FIGURE_KINDS,
     METRIC_FIGURE_KINDS,
     PROCEDURAL_DATA,
     RUN_METRICS,
@@ -351,12 +351,16 @@ def augment_scorenet(wildcards):
     return scorenet_path(wildcards.dataset, wildcards.subset, part["scorenet"])
 
 
-def probe_uses_lpips(run):
-    """Whether the run's training probes its samples' diversity (MixDL Fig. 8) with LPIPS:
-    without AlexNet weights (or allowed stand-ins) the probe counts neighbours only."""
+def probes_diversity(run):
+    """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
     train = STUDY.config["backbones"][run.backbone].get("train", {})
-    probing = train.get("diversity_every_kimg", 0) > 0
-    return probing and metric_pending("lpips", STUDY.config["weights"]) is None
+    return train.get("diversity_every_kimg", 0) > 0
+
+
+def probe_uses_lpips(run):
+    """Whether the probe measures LPIPS: without AlexNet weights (or allowed stand-ins) it
+    counts neighbours only."""
+    return probes_diversity(run) and metric_pending("lpips", STUDY.config["weights"]) is None
 
 
 def train_inputs(wildcards):
@@ -374,6 +378,8 @@ def train_inputs(wildcards):
         inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
     elif part and part["mu"] != 0:
         inputs["augmented"] = augment_path(run, part, "augmented.zip")
+    if probes_diversity(run):  # the cached features of the training subset
+        inputs["subset_features"] = reference_features(run.dataset, run.subset)
     if probe_uses_lpips(run):
         inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
     return inputs
@@ -389,9 +395,10 @@ def sample_model(wildcards):
 
 
 def optional_train_args(wildcards, input):
-    """--augmented / --scorenet when the run's method has a ScoreMix part; --lpips-weights
-    when its training probes diversity."""
-    names = [name for name in ("augmented", "scorenet", "lpips_weights") if name in input.keys()]
+    """--augmented / --scorenet when the run's method has a ScoreMix part; --subset-features
+    and --lpips-weights when its training probes diversity."""
+    optional = ("augmented", "scorenet", "subset_features", "lpips_weights")
+    names = [name for name in optional if name in input.keys()]
     return " ".join(
         f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names
     )

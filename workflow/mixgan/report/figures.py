@@ -102,13 +102,14 @@ def _cell_label(cell: dict[str, Any]) -> str:
 def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
     """MixDL's Fig. 8 from the runs' diversity probes: the samples' mean pairwise LPIPS (left)
     and the number of distinct nearest training images (right) against kimg, one line per
-    cell and seed; the right panel marks the training-set size, its ceiling. Runs trained
-    without AlexNet weights have no LPIPS probe: the left panel then says so."""
+    cell and seed; the right panel marks its ceiling, the fewer of the probe's samples and the
+    training images. Runs trained without AlexNet weights have no LPIPS probe: the left panel
+    then says so."""
     metrics = ("lpips", "distinct_neighbours")
     _style()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     colours = sns.color_palette(PALETTE, max(len(spec["cells"]), 1))
-    stand_in, sizes = False, set()
+    stand_in, ceilings = False, set()
     for colour, cell in zip(colours, spec["cells"], strict=True):
         label = _cell_label(cell)
         if cell["pending"]:
@@ -117,10 +118,11 @@ def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
             continue
         for path in cell["files"]:
             if Path(path).name == "run.json":
-                summary = read_json(path)["summary"]
+                record = read_json(path)
+                summary, train = record["summary"], record["spec"]["backbone"]["train"]
                 networks = (summary.get("diversity_networks") or {}).values()
                 stand_in |= any(network.get("stand_in") for network in networks)
-                sizes.add(summary["num_real"])
+                ceilings.add((train["diversity_samples"], summary["num_real"]))
         for index, path in enumerate(_curve_files(cell)):
             curve = pd.read_csv(path)
             for axis, metric in zip(axes, metrics, strict=True):
@@ -128,14 +130,16 @@ def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
                 axis.plot(points["kimg"], points[metric], marker="o", markersize=3,
                           color=colour, label=label if index == 0 else None)  # fmt: skip
     grey = sns.color_palette(PALETTE)[7]
-    for size in sorted(sizes):
-        axes[1].axhline(size, color=grey, linestyle="--", linewidth=1)
-        axes[1].annotate(f"{size} training images", (0.01, size), xycoords=("axes fraction",
-                         "data"), va="bottom", fontsize=MIN_FONT_PT, color=grey)  # fmt: skip
-    for axis, metric in zip(axes, metrics, strict=True):
+    for samples, images in sorted(ceilings):
+        axes[1].axhline(min(samples, images), color=grey, linestyle="--", linewidth=1)
+        axes[1].annotate(f"ceiling: {samples} samples, {images} training images",
+                         (0.01, min(samples, images)), xycoords=("axes fraction", "data"),
+                         va="bottom", fontsize=MIN_FONT_PT, color=grey)  # fmt: skip
+    for axis in axes:
         axis.set_xlabel("training progress (kimg)")
-        axis.set_ylabel(_metric_label(metric))
         axis.legend()
+    axes[0].set_ylabel(_metric_label("lpips"))
+    axes[1].set_ylabel("count (higher is better)")
     drawn = [c for c in spec["cells"] if not c["pending"]]
     if drawn and not any(len(line.get_xdata()) for line in axes[0].get_lines()):
         axes[0].text(0.5, 0.5, "no LPIPS probe: the runs were trained without AlexNet\n"
@@ -143,7 +147,7 @@ def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
                      va="center", fontsize=MIN_FONT_PT, transform=axes[0].transAxes)  # fmt: skip
     axes[0].set_title("mean pairwise LPIPS of the samples")
     axes[1].set_title("distinct nearest training images (Inception features)")
-    axes[1].set_ylim(bottom=0)
+    axes[1].set_ylim(bottom=0, top=max((min(c) for c in ceilings), default=1) * 1.15)
     labels = [*(spec.get("labels") or []), *([STAND_IN_FEATURES] if stand_in else [])]
     figure.suptitle(_title({**spec, "labels": labels}), fontsize=10)
     figure.tight_layout()

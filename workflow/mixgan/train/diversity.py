@@ -38,11 +38,12 @@ COLUMNS = ("lpips", "distinct_neighbours")
 
 
 class DiversityProbe:
-    """Pairwise LPIPS of G's samples and the distinct training images nearest to them."""
+    """Pairwise LPIPS of G's samples and the distinct training images nearest to them
+    (``training_features``: the training images' Inception pool features)."""
 
     def __init__(
         self,
-        training_images: np.ndarray,
+        training_features: np.ndarray,
         lpips_weights: str | Path | None,
         inception: InceptionFeatures,
         count: int,
@@ -52,7 +53,7 @@ class DiversityProbe:
             lpips_network("alex", lpips_weights, device) if lpips_weights else (None, None)
         )
         self.inception = inception
-        self.training_features = inception.of_arrays(training_images)
+        self.training_features = training_features
         self.count = count
 
     @property

@@ -84,6 +84,7 @@ class TrainPaths:
     reference_features: Path | None = None
     inception: Path | None = None
     lpips_weights: Path | None = None
+    subset_features: Path | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -413,7 +414,7 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
         else None
     )
     evaluator = _Evaluator(paths, inception, cfg) if paths.reference_features else None
-    probe = _diversity_probe(trainer, paths.lpips_weights, inception) if probing else None
+    probe = _diversity_probe(trainer, paths, inception) if probing else None
     part_columns = [key for part in trainer.parts for key in part.stats()]
     curve = CurveWriter(
         work / "curve.csv", CURVE_COLUMNS + part_columns, trainer.step if resumed else None
@@ -476,12 +477,22 @@ def _point(trainer: GANTrainer) -> dict[str, Any]:
 
 
 def _diversity_probe(
-    trainer: GANTrainer, lpips_weights: Path | None, inception: InceptionFeatures
+    trainer: GANTrainer, paths: TrainPaths, inception: InceptionFeatures
 ) -> DiversityProbe:
-    """The run's diversity probe, against its training subset (not the parts' extra data)."""
-    subset = trainer.pool[: trainer.num_real].permute(0, 2, 3, 1).numpy()
+    """The run's diversity probe, against its training subset (not the parts' extra data):
+    the subset's cached features, or features computed here when none are given."""
+    if paths.subset_features is not None:
+        features, _ = load_features(paths.subset_features)
+        if len(features) != trainer.num_real:
+            raise ValueError(
+                f"{paths.subset_features} holds {len(features)} feature vectors, the subset "
+                f"{paths.subset_manifest} {trainer.num_real} images"
+            )
+    else:
+        subset = trainer.pool[: trainer.num_real].permute(0, 2, 3, 1).numpy()
+        features = inception.of_arrays(subset)
     count = trainer.train_cfg["diversity_samples"]
-    return DiversityProbe(subset, lpips_weights, inception, count, trainer.spec["device"])
+    return DiversityProbe(features, paths.lpips_weights, inception, count, trainer.spec["device"])
 
 
 def _stop_if_not_finite(
