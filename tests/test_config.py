@@ -309,8 +309,15 @@ def test_a_diversity_curve_of_runs_without_the_probe_names_the_backbone_key(mini
     assert "figures.mixdl_fig8 (rows[1] x columns[0]): a diversity_curve" in str(error.value)
     assert "set backbones.sg2.train.diversity_every_kimg above 0" in str(error.value)
     minimal_config["backbones"]["sg2"]["train"] = {"diversity_every_kimg": 4}
-    layout = Study(minimal_config).layouts["mixdl_fig8"]
-    assert [cell.pending for cell in layout.cells] == [None, None]
+    study = Study(minimal_config)
+    assert [cell.pending for cell in study.layouts["mixdl_fig8"].cells] == [None, None]
+    # Without AlexNet weights the probe counts neighbours only: said before anything trains.
+    run = study.layouts["mixdl_fig8"].cells[0].runs[0]
+    assert study.probes_diversity(run) and not study.probe_uses_lpips(run)
+    assert study.notes()[0].startswith("figures.mixdl_fig8: without weights.alexnet")
+    minimal_config["weights"] = {"allow_standins": True}
+    study = Study(minimal_config)
+    assert study.probe_uses_lpips(run) and study.notes() == []
 
 
 def test_schema_enums_cover_the_registry():

@@ -80,6 +80,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     )
     for line in study.pending_summary():
         print(f"  pending {line}")
+    for line in study.notes():
+        print(f"  note: {line}")
 
 
 @command(

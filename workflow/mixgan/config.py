@@ -537,6 +537,31 @@ class Study:
                 reasons[cell.pending] = reasons.get(cell.pending, 0) + 1
         return [f"{count} cell(s): {reason}" for reason, count in sorted(reasons.items())]
 
+    def probes_diversity(self, run: RunKey) -> bool:
+        """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
+        train = self.config["backbones"][run.backbone].get("train", {})
+        return train.get("diversity_every_kimg", 0) > 0
+
+    def probe_uses_lpips(self, run: RunKey) -> bool:
+        """Whether the run's diversity probe measures LPIPS: without AlexNet weights (or
+        allowed stand-ins) it counts neighbours only."""
+        lpips_pending = registry.metric_pending("lpips", self.config["weights"])
+        return self.probes_diversity(run) and lpips_pending is None
+
+    def notes(self) -> list[str]:
+        """What a user should settle before training, though nothing is pending."""
+        return [
+            f"figures.{layout.id}: without weights.alexnet (or allowed stand-ins) the diversity "
+            "probe, which runs during training, counts nearest neighbours only and the LPIPS "
+            "panel stays empty; set it before these runs train"
+            for layout in self.layouts_in("figures")
+            if layout.config.get("kind") == "diversity_curve"
+            and any(
+                not cell.pending and not self.probe_uses_lpips(cell.runs[0])
+                for cell in layout.cells
+            )
+        ]
+
     # -- resolved settings --------------------------------------------------------------
 
     def method_parts(self, method: str) -> list[dict[str, Any]]:

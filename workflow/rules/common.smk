@@ -24,7 +24,6 @@ from mixgan.registry import (  # noqa: E402
     PROCEDURAL_DATA,
     RUN_METRICS,
     metric_network,
-    metric_pending,
 )
 
 
@@ -79,6 +78,8 @@ onstart:
     print(f"study '{STUDY.name}': {len(STUDY.runnable_runs())} runnable runs", file=sys.stderr)
     for line in STUDY.pending_summary():
         print(f"  pending (shown as '—' in the tables): {line}", file=sys.stderr)
+    for line in STUDY.notes():
+        print(f"  note: {line}", file=sys.stderr)
 
 
 # -- paths ------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def used_weights():
     networks = {"inception"} | {
         network for _, metric, _ in STUDY.metric_records() if (network := metric_network(metric))
     }
-    if any(probe_uses_lpips(run) for run, pending in STUDY.runs.items() if not pending):
+    if any(STUDY.probe_uses_lpips(run) for run, pending in STUDY.runs.items() if not pending):
         networks.add(DIVERSITY_NETWORK)
     return sorted(f for n in networks for f in (network_weights(n), f"{network_weights(n)}.json"))
 
@@ -351,18 +352,6 @@ def augment_scorenet(wildcards):
     return scorenet_path(wildcards.dataset, wildcards.subset, part["scorenet"])
 
 
-def probes_diversity(run):
-    """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
-    train = STUDY.config["backbones"][run.backbone].get("train", {})
-    return train.get("diversity_every_kimg", 0) > 0
-
-
-def probe_uses_lpips(run):
-    """Whether the probe measures LPIPS: without AlexNet weights (or allowed stand-ins) it
-    counts neighbours only."""
-    return probes_diversity(run) and metric_pending("lpips", STUDY.config["weights"]) is None
-
-
 def train_inputs(wildcards):
     run = run_key(wildcards)
     inputs = {
@@ -378,9 +367,9 @@ def train_inputs(wildcards):
         inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
     elif part and part["mu"] != 0:
         inputs["augmented"] = augment_path(run, part, "augmented.zip")
-    if probes_diversity(run):  # the cached features of the training subset
+    if STUDY.probes_diversity(run):  # the cached features of the training subset
         inputs["subset_features"] = reference_features(run.dataset, run.subset)
-    if probe_uses_lpips(run):
+    if STUDY.probe_uses_lpips(run):
         inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
     return inputs
 
