@@ -4,9 +4,9 @@ training images they cover, at fixed points of early training.
 At each point the probe draws ``diversity_samples`` images from G_ema with fixed latents and
 records
 
-* ``lpips``: their mean pairwise LPIPS (AlexNet), over every unordered pair, as the LPIPS
-  diversity metric computes it on a run's final samples (left empty when the run has no
-  AlexNet weights);
+* ``lpips``: their mean LPIPS (AlexNet) over every unordered pair, the distance of the LPIPS
+  diversity metric (which averages seeded random pairs of a run's final samples); left empty
+  when the run has no AlexNet weights;
 * ``distinct_neighbours``: how many different training images (the run's subset, not the
   parts' extra data) are the nearest, in Inception pool features, to some sample; the
   ``distinct_neighbours`` metric's definition. MixDL counts "unique NN training samples" and
