@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest
@@ -41,6 +42,27 @@ MINIMAL_CONFIG: dict[str, Any] = {
         }
     },
 }
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks gain nothing from intra-op threads, while OpenMP synchronisation on a CPU
+    shared with other processes can slow them down a hundredfold. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def final_generator(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The generator state a finished run selected (``run_dir/network.pt``)."""
+    return torch.load(run_dir / "network.pt", weights_only=False)["generator"]
+
+
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold bitwise-equal tensors under the same keys."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from mixgan.report.tables import write_table
 from mixgan.train.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from mixgan.train.gan import GANTrainer, TrainingError, TrainPaths, train_gan
 
-from .conftest import REPO, prepare_shapes_subset
+from .conftest import REPO, final_generator, prepare_shapes_subset
 from .test_gan_training import tiny_spec
 from .test_workflow import snakemake, tiny_config
 
@@ -66,10 +66,6 @@ def kill_after_checkpoint(command: list[str], run_dir: Path, sig: int, min_step:
         time.sleep(0.05)
     process.communicate(timeout=120)
     return process.returncode
-
-
-def final_generator(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "network.pt", weights_only=False)["generator"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])

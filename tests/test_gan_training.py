@@ -25,17 +25,10 @@ from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.diversity import measure_diversity
 from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
 
-from .conftest import prepare_shapes_subset
+from .conftest import final_generator, prepare_shapes_subset, same_tensors
 
 LOG = logging.getLogger("test")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +68,16 @@ def paths(data, run_dir):
     )
 
 
+def train_whole_and_split(spec, half_kimg, run_paths):
+    """Train ``spec`` in one job (run ``whole``) and in two (run ``split``: stopped at
+    ``half_kimg``, then resumed with the full budget); return both summaries."""
+    whole = train_gan(spec, run_paths("whole"), LOG)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = half_kimg
+    train_gan(half, run_paths("split"), LOG)
+    return whole, train_gan(spec, run_paths("split"), LOG)
+
+
 def test_resumed_training_equals_uninterrupted(minimal_config, data, tmp_path):
     spec = tiny_spec(minimal_config)
     whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
@@ -87,9 +90,7 @@ def test_resumed_training_equals_uninterrupted(minimal_config, data, tmp_path):
     ]
     resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
     assert whole["steps"] == resumed["steps"] == 12
-    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
-    b = torch.load(tmp_path / "split" / "network.pt", weights_only=False)["generator"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
     whole_ckpt = torch.load(
         list_checkpoints(tmp_path / "whole" / "train" / "checkpoints")[-1], weights_only=False
     )
@@ -133,15 +134,9 @@ def test_every_part_trains_and_resumes_exactly(minimal_config, data, tmp_path):
     config["tables"]["scoremix_table1"]["rows"].append({"method": "all_parts"})
     spec = tiny_spec(config, method="all_parts", kimg=0.064)
     assert [p["name"] for p in spec["method"]["parts"]] == config["methods"]["all_parts"]
-    whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
-    half = copy.deepcopy(spec)
-    half["backbone"]["train"]["kimg"] = 0.032
-    train_gan(half, paths(data, tmp_path / "split"), LOG)
-    resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
+    whole, resumed = train_whole_and_split(spec, 0.032, lambda run: paths(data, tmp_path / run))
     assert whole["steps"] == resumed["steps"] == 8
-    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
-    b = torch.load(tmp_path / "split" / "network.pt", weights_only=False)["generator"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
     curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
     assert {"ada_p", "ada_rt", "lecam_anchor_real", "lecam_anchor_fake"} <= set(curve.columns)
     assert curve["ada_rt"].between(-1, 1).all() and curve["ada_p"].between(0, 1).all()
@@ -160,15 +155,9 @@ def test_mixdl_trains_logs_finite_losses_and_resumes_exactly(minimal_config, dat
     config["methods"]["mixdl"] = ["diffaug", "ada", "mixdl"]
     config["tables"]["scoremix_table1"]["rows"].append({"method": "mixdl"})
     spec = tiny_spec(config, method="mixdl", kimg=0.064)
-    whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
-    half = copy.deepcopy(spec)
-    half["backbone"]["train"]["kimg"] = 0.032
-    train_gan(half, paths(data, tmp_path / "split"), LOG)
-    resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
+    whole, resumed = train_whole_and_split(spec, 0.032, lambda run: paths(data, tmp_path / run))
     assert whole["steps"] == resumed["steps"] == 8
-    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
-    b = torch.load(tmp_path / "split" / "network.pt", weights_only=False)["generator"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
     ckpts = [
         torch.load(
             list_checkpoints(tmp_path / run / "train" / "checkpoints")[-1], weights_only=False
@@ -294,14 +283,12 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
         diversity_every_kimg=0.032, diversity_until_kimg=0.064, diversity_samples=4
     )
 
-    def probed(run_dir):
-        return dataclasses.replace(paths(data, run_dir), inception=inception, lpips_weights=alexnet)
+    def probed(run):
+        return dataclasses.replace(
+            paths(data, tmp_path / run), inception=inception, lpips_weights=alexnet
+        )
 
-    whole = train_gan(spec, probed(tmp_path / "whole"), LOG)
-    half = copy.deepcopy(spec)
-    half["backbone"]["train"]["kimg"] = 0.048
-    train_gan(half, probed(tmp_path / "split"), LOG)
-    train_gan(spec, probed(tmp_path / "split"), LOG)
+    whole, _ = train_whole_and_split(spec, 0.048, probed)
     curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
     points = curve.dropna(subset=["lpips"])
     assert points["kimg"].tolist() == pytest.approx([0.0, 0.032, 0.064])  # none after "until"
@@ -313,9 +300,7 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
     )
     # Probing does not change the training: same weights as the run without the probe.
     train_gan(tiny_spec(minimal_config, kimg=0.096), paths(data, tmp_path / "plain"), LOG)
-    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=False)["generator"]
-    b = torch.load(tmp_path / "plain" / "network.pt", weights_only=False)["generator"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "plain"))
     networks = whole["diversity_networks"]
     assert networks["lpips"]["stand_in"] and not networks["inception"]["stand_in"]
     # Without AlexNet weights the probe only counts neighbours; the workflow gives it the

@@ -12,13 +12,7 @@ from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.train import mixdl
 from mixgan.train.parts import MixDL, build_parts
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mixdl_settings(**overrides):

@@ -18,7 +18,7 @@ from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.gan import TrainPaths, train_gan
 from mixgan.train.scorenet import train_score_net
 
-from .conftest import prepare_shapes_subset
+from .conftest import final_generator, prepare_shapes_subset
 
 LOG = logging.getLogger("test")
 
@@ -120,8 +120,7 @@ def test_growing_mu_replaces_real_batches_with_scoremix_and_resumes(
         ),
         LOG,
     )
-    a = torch.load(tmp_path / "network.pt", weights_only=False)["generator"]
-    b = torch.load(other / "network.pt", weights_only=False)["generator"]
+    a, b = final_generator(tmp_path), final_generator(other)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the augmented reals changed training
 
 

@@ -22,14 +22,7 @@ from mixgan.scores import (
 from mixgan.train.checkpoint import load_latest_checkpoint
 from mixgan.train.scorenet import load_score_net, train_score_net
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The networks here are tiny: a second thread only adds stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_images(count: int, resolution: int, seed: int) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -31,14 +30,7 @@ SMALL = dict(channel_base=1024, channel_max=64)
 LATENT = dict(z_dim=32, w_dim=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """These small networks gain nothing from intra-op threads, while OpenMP synchronisation
-    on a CPU shared with other processes can slow them down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_g(res: int = 16, width: float = 1.0, c_dim: int = 0) -> Generator:

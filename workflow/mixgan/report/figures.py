@@ -68,10 +68,8 @@ def training_curves(spec: dict[str, Any]) -> plt.Figure:
             axis.plot([], [], color=colour, linestyle=":", label=f"{label} (pending)")
             continue
         for index, path in enumerate(_curve_files(cell)):
-            curve = pd.read_csv(path)
-            points = _curve_points(curve, metric)
-            axis.plot(points["kimg"], points[metric], marker="o", markersize=3, color=colour,
-                      label=label if index == 0 else None)  # fmt: skip
+            line_label = label if index == 0 else None
+            points = _plot_curve(axis, pd.read_csv(path), metric, colour, line_label)
             if len(points):
                 best = points.loc[points[metric].idxmin()]
                 axis.scatter([best["kimg"]], [best[metric]], s=90, marker="*", color=colour,
@@ -88,11 +86,18 @@ def _curve_files(cell: dict[str, Any]) -> list[str]:
     return [path for path in cell["files"] if Path(path).name == "curve.csv"]
 
 
-def _curve_points(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The rows of a training curve that have ``metric`` (none when it has no such column)."""
-    if metric not in curve:
-        return pd.DataFrame({"kimg": [], metric: []})
-    return curve.dropna(subset=[metric])
+def _plot_curve(
+    axis: plt.Axes, curve: pd.DataFrame, metric: str, colour: Any, label: str | None
+) -> pd.DataFrame:
+    """Draw ``metric`` of a training curve against kimg (its rows that have it; none when
+    the curve has no such column); ``label`` names the line in the legend (``None``: no entry).
+    Returns the drawn rows."""
+    points = (
+        curve.dropna(subset=[metric]) if metric in curve else pd.DataFrame({"kimg": [], metric: []})
+    )
+    axis.plot(points["kimg"], points[metric], marker="o", markersize=3, color=colour,
+              label=label)  # fmt: skip
+    return points
 
 
 def _cell_label(cell: dict[str, Any]) -> str:
@@ -126,9 +131,7 @@ def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
         for index, path in enumerate(_curve_files(cell)):
             curve = pd.read_csv(path)
             for axis, metric in zip(axes, metrics, strict=True):
-                points = _curve_points(curve, metric)
-                axis.plot(points["kimg"], points[metric], marker="o", markersize=3,
-                          color=colour, label=label if index == 0 else None)  # fmt: skip
+                _plot_curve(axis, curve, metric, colour, label if index == 0 else None)
     grey = sns.color_palette(PALETTE)[7]
     for samples, images in sorted(ceilings):
         axes[1].axhline(min(samples, images), color=grey, linestyle="--", linewidth=1)
