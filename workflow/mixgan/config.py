@@ -273,7 +273,7 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
             layout.get("kind") == "diversity_curve"
             and backbone
             and "train" in backbone
-            and backbone["train"]["diversity_every_kimg"] <= 0
+            and not probes_diversity(backbone)
         ):
             problems.append(
                 f"{at}: a diversity_curve draws the diversity probe of its runs' training: set "
@@ -285,6 +285,11 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
         ):
             problems.append(f"{at}: an {layout['kind']} needs a method with a scoremix part")
     return sorted(set(problems))
+
+
+def probes_diversity(backbone: dict[str, Any]) -> bool:
+    """Whether a backbone's training probes its samples' diversity (MixDL Fig. 8)."""
+    return backbone.get("train", {}).get("diversity_every_kimg", 0) > 0
 
 
 def _size_curve_problems(where: str, figure: dict[str, Any]) -> list[str]:
@@ -539,8 +544,7 @@ class Study:
 
     def probes_diversity(self, run: RunKey) -> bool:
         """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
-        train = self.config["backbones"][run.backbone].get("train", {})
-        return train.get("diversity_every_kimg", 0) > 0
+        return probes_diversity(self.config["backbones"][run.backbone])
 
     def probe_uses_lpips(self, run: RunKey) -> bool:
         """Whether the run's diversity probe measures LPIPS: without AlexNet weights (or
