@@ -70,11 +70,12 @@ def minimal_config() -> dict[str, Any]:
     return copy.deepcopy(MINIMAL_CONFIG)
 
 
-def prepare_shapes_subset(folder: Path) -> dict[str, Any]:
-    """24 procedural 16² images in ``folder/p.zip`` and a random 12-image subset ``n12.json``."""
+def prepare_shapes_subset(folder: Path, resolution: int = 16) -> dict[str, Any]:
+    """24 procedural images (16² by default) in ``folder/p.zip`` and a random 12-image subset
+    ``n12.json``."""
     dataset = {
         "format": "procedural",
-        "resolution": 16,
+        "resolution": resolution,
         "labels": "none",
         "domains": "none",
         "procedural": {"count": 24, "classes": 3, "domains": 2, "seed": 0},

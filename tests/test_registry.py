@@ -7,7 +7,8 @@ import tomllib
 
 import yaml
 
-from mixgan import metrics, registry
+from mixgan import metrics, registry, sample
+from mixgan.config import ARCH_TRAIN_DEFAULTS, ARCH_UNUSED_TRAIN
 from mixgan.report import figures, tables
 from mixgan.train import parts
 
@@ -31,7 +32,10 @@ def test_registry_matches_the_code_registries():
     )
     assert set(figures.DRAWERS) == registry.FIGURE_KINDS
     assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
-    assert set(registry.TRAINERS) == {"stylegan2", "score_sampler"}
+    # Every GAN arch with a trainer has a generator class that network.pt files load into.
+    assert set(registry.TRAINERS) == {"score_sampler", *sample.GENERATORS}
+    assert set(registry.ARCH_WITHOUT_PARTS) <= set(sample.GENERATORS)
+    assert set(ARCH_TRAIN_DEFAULTS) | set(ARCH_UNUSED_TRAIN) <= set(sample.GENERATORS)
 
 
 def _normalise(requirement: str) -> str:

@@ -293,6 +293,42 @@ def test_missing_dataset_path_stops_a_real_run_but_not_a_dry_run(tmp_path):
     assert not (tmp_path / "results" / "tiny" / "data").exists()
 
 
+def test_fastgan_runs_get_the_vgg_weights_their_loss_needs(tmp_path):
+    """A FastGAN run with the LPIPS-VGG reconstruction loss trains with the provisioned
+    VGG-16 (an input of its job, passed as --vgg-weights); one with MSE does not."""
+    config = tiny_config(tmp_path / "weights")
+    config["weights"]["vgg16"] = str(tmp_path / "vgg16.pth")
+    config["datasets"]["shapes"]["resolution"] = 32
+    fastgan = {"arch": "fastgan", "task": "unconditional", "ngf": 4, "ndf": 4, "z_dim": 16}
+    config["backbones"]["fg_lpips"] = {**fastgan, "reconstruction": "lpips"}
+    config["backbones"]["fg_mse"] = {**fastgan, "reconstruction": "mse"}
+    config["tables"] = {
+        "mixdl_table1": {
+            "paper": "mixdl",
+            "title": "FastGAN",
+            "defaults": {"dataset": "shapes", "subset": "n12", "method": "none"},
+            "rows": [
+                {"label": "FastGAN", "backbone": "fg_lpips"},
+                {"label": "FastGAN (MSE)", "backbone": "fg_mse"},
+            ],
+            "metrics": ["fid"],
+        }
+    }
+    config["figures"] = {}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(
+        tmp_path, "-n", "-p", "--configfile", str(tmp_path / "config.yaml"), timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "mixgan train " in line]
+    lpips_run = [c for c in commands if "/fg_lpips/" in c]
+    mse_run = [c for c in commands if "/fg_mse/" in c]
+    assert len(lpips_run) == len(mse_run) == 1
+    assert f"--vgg-weights {tmp_path / 'weights' / 'vgg16.pth'}" in lpips_run[0]
+    assert "--vgg-weights" not in mse_run[0]
+    assert "--network vgg16" in result.stdout  # the provisioning job
+
+
 def test_lint_is_clean():
     result = subprocess.run(
         [*SNAKEMAKE, "--lint", "--configfile", str(REPO / "config" / "demo.yaml")],

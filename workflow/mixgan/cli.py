@@ -299,6 +299,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--reference", type=Path, help="reference features for the periodic FID"),
     arg("--inception", type=Path, help="Inception weights for the periodic FID"),
     arg("--lpips-weights", type=Path, help="AlexNet weights for the diversity probe, when on"),
+    arg("--vgg-weights", type=Path, help="VGG-16 weights for FastGAN's LPIPS reconstruction loss"),
     arg(
         "--subset-features",
         type=Path,
@@ -325,6 +326,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         inception=args.inception,
         lpips_weights=args.lpips_weights,
         subset_features=args.subset_features,
+        vgg_weights=args.vgg_weights,
     )
     try:
         summary = train_gan(args.spec, paths, log)

@@ -132,6 +132,41 @@ def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return max((_deepest(e) for e in error.context), key=lambda e: len(e.absolute_path))
 
 
+#: train settings whose default depends on the backbone arch (the schema's are StyleGAN2's):
+#: FastGAN's are the authors' (train.py: batch 8, Adam 0.0002 with betas (0.5, 0.999), G's
+#: parameters averaged with 0.999 per step = ema_kimg 5.54 at batch 8, no R1, no path-length
+#: regularisation, no style mixing).
+ARCH_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fastgan": {
+        "batch": 8, "lr": 0.0002, "betas": [0.5, 0.999], "ema_kimg": 5.54,
+        "r1_gamma": 0.0, "pl_weight": 0.0, "style_mixing": 0.0,
+    },
+}  # fmt: skip
+
+#: train settings an arch has no use for: arch -> {key: what it would switch on}
+ARCH_UNUSED_TRAIN: dict[str, dict[str, str]] = {
+    "fastgan": {
+        "r1_gamma": "R1 regularisation",
+        "pl_weight": "path-length regularisation",
+        "style_mixing": "style mixing",
+    },
+}
+
+
+def _fill_arch_train_defaults(config: dict[str, Any]) -> None:
+    """Fill the ``ARCH_TRAIN_DEFAULTS`` of each backbone's train block before the schema's."""
+    backbones = config.get("backbones")
+    if not isinstance(backbones, dict):
+        return
+    for backbone in backbones.values():
+        if not isinstance(backbone, dict) or backbone.get("arch") not in ARCH_TRAIN_DEFAULTS:
+            continue
+        train = backbone.setdefault("train", {})
+        if isinstance(train, dict):
+            for key, value in ARCH_TRAIN_DEFAULTS[backbone["arch"]].items():
+                train.setdefault(key, copy.deepcopy(value))
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Return a validated copy of ``config`` with schema defaults filled in.
 
@@ -139,6 +174,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     File paths are checked separately by :meth:`Study.path_problems`.
     """
     config = copy.deepcopy(config)
+    _fill_arch_train_defaults(config)
     problems = _schema_problems(config)
     if problems:
         raise ConfigError(problems)
@@ -199,6 +235,12 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
                 f"backbones.{name}.scorenet: score network '{backbone['scorenet']}' "
                 "is not defined in scorenets"
             )
+        for key, what in ARCH_UNUSED_TRAIN.get(backbone["arch"], {}).items():
+            if backbone["train"][key] > 0:
+                problems.append(
+                    f"backbones.{name}.train.{key}: {backbone['arch']} has no {what}; set it "
+                    "to 0 or leave it out"
+                )
 
     for section in ("tables", "figures"):
         for table_id, table in config[section].items():
@@ -465,10 +507,13 @@ class Study:
 
     def run_pending(self, run: RunKey) -> str | None:
         """Why ``run`` cannot be trained by this code version, or ``None``."""
+        backbone = self.config["backbones"][run.backbone]
+        parts = self.method_parts(run.method)
         reasons = [
             registry.dataset_pending(self.config["datasets"][run.dataset]),
-            registry.backbone_pending(self.config["backbones"][run.backbone]),
-            *(registry.part_pending(p) for p in self.method_parts(run.method)),
+            registry.backbone_pending(backbone, self.config["weights"]),
+            *(registry.part_pending(p) for p in parts),
+            *(registry.part_on_backbone_pending(p, backbone) for p in parts),
         ]
         reasons = [r for r in reasons if r]
         return "; ".join(reasons) if reasons else None

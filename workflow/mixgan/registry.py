@@ -15,7 +15,12 @@ from typing import Any
 TRAINERS: dict[str, frozenset[str]] = {
     "stylegan2": frozenset({"unconditional", "few_shot"}),
     "score_sampler": frozenset({"unconditional", "few_shot"}),
+    "fastgan": frozenset({"unconditional", "few_shot"}),
 }
+
+#: backbone ``arch`` -> part ``kind``s its trainer does not run (MixDL reads StyleGAN2's
+#: synthesis layers and D blocks).
+ARCH_WITHOUT_PARTS: dict[str, frozenset[str]] = {"fastgan": frozenset({"mixdl"})}
 
 #: part ``kind``s the GAN training loop implements.
 PARTS: frozenset[str] = frozenset(
@@ -117,13 +122,31 @@ def part_pending(part: dict[str, Any]) -> str | None:
     return None
 
 
-def backbone_pending(backbone: dict[str, Any]) -> str | None:
-    """Why a configured backbone cannot be trained yet, or ``None``."""
+def backbone_pending(backbone: dict[str, Any], weights: dict[str, Any] | None = None) -> str | None:
+    """Why a configured backbone cannot be trained yet (with the ``weights`` config), or
+    ``None``."""
     tasks = TRAINERS.get(backbone["arch"])
     if tasks is None:
         return f"backbone arch '{backbone['arch']}' has no trainer yet"
     if backbone["task"] not in tasks:
         return f"arch '{backbone['arch']}' does not implement task '{backbone['task']}' yet"
+    if uses_vgg_loss(backbone) and not (weights or {}).get("vgg16"):
+        return (
+            "FastGAN's LPIPS reconstruction loss needs the real VGG-16: set weights.vgg16 "
+            "(a stand-in would train a different model), or reconstruction: mse"
+        )
+    return None
+
+
+def uses_vgg_loss(backbone: dict[str, Any]) -> bool:
+    """Whether the backbone trains with an LPIPS-VGG loss (FastGAN's reconstruction)."""
+    return backbone["arch"] == "fastgan" and backbone.get("reconstruction") == "lpips"
+
+
+def part_on_backbone_pending(part: dict[str, Any], backbone: dict[str, Any]) -> str | None:
+    """Why ``part`` cannot run on ``backbone`` yet, or ``None``."""
+    if part["kind"] in ARCH_WITHOUT_PARTS.get(backbone["arch"], ()):
+        return f"part kind '{part['kind']}' is not implemented on arch '{backbone['arch']}' yet"
     return None
 
 

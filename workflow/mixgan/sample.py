@@ -16,14 +16,17 @@ import numpy as np
 import torch
 
 from mixgan.data.imagezip import to_numpy, write_image_zip
-from mixgan.nets.stylegan2 import Generator
+from mixgan.nets import fastgan, stylegan2
 from mixgan.provenance import provenance
 from mixgan.scores import annealed_langevin, predictor_corrector
+
+#: backbone arch -> generator class (``network.pt`` stores the arch and the constructor arguments)
+GENERATORS = {"stylegan2": stylegan2.Generator, "fastgan": fastgan.Generator}
 
 
 @torch.no_grad()
 def generate_images(
-    generator: Generator,
+    generator: torch.nn.Module,
     count: int,
     seed: int,
     batch_size: int = 64,
@@ -49,10 +52,14 @@ def generate_images(
 
 def load_generator(
     network_path: str | Path, device: torch.device
-) -> tuple[Generator, dict[str, Any]]:
-    """The selected (best) generator of a run and the metadata stored with it."""
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The selected (best) generator of a run (StyleGAN2 or FastGAN, as its ``arch`` says)
+    and the metadata stored with it."""
     snapshot = torch.load(network_path, map_location="cpu", weights_only=False)
-    generator = Generator(**snapshot["generator_kwargs"])
+    arch = snapshot.get("arch", "stylegan2")
+    if arch not in GENERATORS:
+        raise ValueError(f"{network_path}: unknown generator architecture {arch!r}")
+    generator = GENERATORS[arch](**snapshot["generator_kwargs"])
     generator.load_state_dict(snapshot["generator"])
     return generator.to(device).eval().requires_grad_(False), snapshot["meta"]
 

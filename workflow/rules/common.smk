@@ -24,6 +24,7 @@ from mixgan.registry import (  # noqa: E402
     PROCEDURAL_DATA,
     RUN_METRICS,
     metric_network,
+    uses_vgg_loss,
 )
 
 
@@ -227,6 +228,12 @@ def used_weights():
     }
     if any(STUDY.probe_uses_lpips(run) for run, pending in STUDY.runs.items() if not pending):
         networks.add(DIVERSITY_NETWORK)
+    if any(
+        uses_vgg_loss(STUDY.config["backbones"][run.backbone])
+        for run, pending in STUDY.runs.items()
+        if not pending
+    ):
+        networks.add("vgg16")
     return sorted(f for n in networks for f in (network_weights(n), f"{network_weights(n)}.json"))
 
 
@@ -371,6 +378,8 @@ def train_inputs(wildcards):
         inputs["subset_features"] = reference_features(run.dataset, run.subset)
     if STUDY.probe_uses_lpips(run):
         inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
+    if uses_vgg_loss(STUDY.config["backbones"][run.backbone]):  # FastGAN's reconstruction
+        inputs["vgg_weights"] = network_weights("vgg16")
     return inputs
 
 
@@ -385,8 +394,9 @@ def sample_model(wildcards):
 
 def optional_train_args(wildcards, input):
     """--augmented / --scorenet when the run's method has a ScoreMix part; --subset-features
-    and --lpips-weights when its training probes diversity."""
-    optional = ("augmented", "scorenet", "subset_features", "lpips_weights")
+    and --lpips-weights when its training probes diversity; --vgg-weights when its loss uses
+    LPIPS-VGG (FastGAN)."""
+    optional = ("augmented", "scorenet", "subset_features", "lpips_weights", "vgg_weights")
     names = [name for name in optional if name in input.keys()]
     return " ".join(
         f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names

@@ -285,7 +285,7 @@ def compute_generator_metric_record(
     generator, _ = load_generator(network_path, torch_device)
     module, network = lpips_network("vgg", weights_path, device)
     distance = functools.partial(perceptual_distance, module)
-    in_w = evaluation["ppl_space"] == "w"
+    in_w = evaluation["ppl_space"] == "w" and hasattr(generator, "mapping")  # FastGAN: z only
     options = {
         "endpoints": (lambda z: generator.mapping(z, None)) if in_w else None,
         "interpolation": "lerp" if in_w else "slerp",
@@ -316,6 +316,6 @@ def compute_generator_metric_record(
         record_labels(spec, network),
         num_samples=int(count),
         num_reference=None,
-        space=evaluation["ppl_space"],
+        space="w" if in_w else "z",
         feature_network=network,
     )

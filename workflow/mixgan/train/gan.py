@@ -1,4 +1,5 @@
-"""The unconditional GAN training loop (StyleGAN2), with method parts.
+"""The unconditional GAN training loop (StyleGAN2; FastGAN's step in ``mixgan.train.fastgan``),
+with method parts.
 
 One loop for every method: the parts of the run's method (``mixgan.train.parts``) add
 real data, augment what D sees, add loss terms, or compute the losses of some steps themselves
@@ -29,7 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +86,7 @@ class TrainPaths:
     inception: Path | None = None
     lpips_weights: Path | None = None
     subset_features: Path | None = None
+    vgg_weights: Path | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -122,7 +124,10 @@ def load_real_pool(paths: TrainPaths, parts: list[Part]) -> tuple[torch.Tensor, 
 
 
 class GANTrainer:
-    """State and steps of one StyleGAN2 run."""
+    """State and steps of one StyleGAN2 run (subclasses change the networks and the step:
+    ``mixgan.train.fastgan.FastGANTrainer``)."""
+
+    extra_columns: ClassVar[list[str]] = []  # the step's statistics beyond CURVE_COLUMNS
 
     def __init__(self, spec: dict[str, Any], paths: TrainPaths, log: logging.Logger):
         self.spec, self.paths, self.log = spec, paths, log
@@ -132,7 +137,6 @@ class GANTrainer:
         inputs = PartInputs(paths.augmented_zip, paths.scorenet, self.device)
         self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
-        self.g_kwargs, d_kwargs = network_kwargs(spec)
         on_gpu = self.device.type == "cuda"
         self.precision = self.train_cfg["precision"] if on_gpu else "fp32"
         self.memory_format = (
@@ -142,11 +146,12 @@ class GANTrainer:
         )
         if on_gpu:
             use_gpu_arithmetic(self.precision)
-        use_fused_fir(on_gpu and self.train_cfg["fused_fir"])
-        self.G = Generator(**self.g_kwargs).to(self.device, memory_format=self.memory_format)
-        self.D = Discriminator(**d_kwargs).to(self.device, memory_format=self.memory_format)
-        self.G.train()
-        self.D.train()
+        # Records (SHA-256, stand-in flag) of pretrained networks inside the losses, by role.
+        self.loss_networks: dict[str, dict[str, Any]] = {}
+        self.G, self.D = (
+            net.to(self.device, memory_format=self.memory_format).train()
+            for net in self.build_networks()
+        )
         # Modules the parts train beside D (MixDL's heads), with D's optimiser.
         self.part_modules = [
             module.to(self.device, memory_format=self.memory_format).train()
@@ -154,17 +159,8 @@ class GANTrainer:
             for module in part.trainable_modules(self.G, self.D)
         ]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        # The main passes may run compiled; R1 and path-length regularisation differentiate
-        # twice, which torch.compile does not support, so they use the eager modules.
-        compiled = self.train_cfg["compile"]
-        self.synthesis_main = torch.compile(self.G.synthesis) if compiled else self.G.synthesis
-        self.D_main = torch.compile(self.D) if compiled else self.D
-        # Lazy regularisation (StyleGAN2): lr and betas are adjusted for each interval.
-        self.opt_g = self._adam(
-            self.G.parameters(), self.train_cfg["pl_interval"] if self.uses_pl else None
-        )
         d_params = [*self.D.parameters(), *(p for m in self.part_modules for p in m.parameters())]
-        self.opt_d = self._adam(d_params, self.train_cfg["r1_interval"])
+        self.opt_g, self.opt_d = self.build_optimizers(d_params)
         self.pl_mean = torch.zeros((), device=self.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.fid_history: list[tuple[float, float]] = []
@@ -174,6 +170,27 @@ class GANTrainer:
     @property
     def uses_pl(self) -> bool:
         return self.train_cfg["pl_weight"] > 0
+
+    def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """G and D of the run (``self.g_kwargs`` keeps G's constructor arguments)."""
+        self.g_kwargs, d_kwargs = network_kwargs(self.spec)
+        use_fused_fir(self.device.type == "cuda" and self.train_cfg["fused_fir"])
+        return Generator(**self.g_kwargs), Discriminator(**d_kwargs)
+
+    def build_optimizers(
+        self, d_params: list[torch.Tensor]
+    ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+        """Adam for G and for D (with the parts' modules), adjusted for lazy regularisation;
+        also the main passes, compiled when the run asks."""
+        # The main passes may run compiled; R1 and path-length regularisation differentiate
+        # twice, which torch.compile does not support, so they use the eager modules.
+        compiled = self.train_cfg["compile"]
+        self.synthesis_main = torch.compile(self.G.synthesis) if compiled else self.G.synthesis
+        self.D_main = torch.compile(self.D) if compiled else self.D
+        opt_g = self._adam(
+            self.G.parameters(), self.train_cfg["pl_interval"] if self.uses_pl else None
+        )
+        return opt_g, self._adam(d_params, self.train_cfg["r1_interval"])
 
     def _adam(self, params: Iterable[torch.Tensor], reg_interval: int | None) -> torch.optim.Adam:
         lr, betas = self.train_cfg["lr"], self.train_cfg["betas"]
@@ -386,13 +403,22 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) ->
     return grads.square().sum(2).mean(1).sqrt()
 
 
+def make_trainer(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> GANTrainer:
+    """The trainer of the run's backbone architecture."""
+    if spec["backbone"]["arch"] == "fastgan":
+        from mixgan.train.fastgan import FastGANTrainer  # imports this module
+
+        return FastGANTrainer(spec, paths, log)
+    return GANTrainer(spec, paths, log)
+
+
 def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
     """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
     cfg = spec["backbone"]["train"]
     probing = cfg["diversity_every_kimg"] > 0
     if probing and paths.inception is None:
         raise ValueError("train.diversity_every_kimg > 0 needs the Inception weights (--inception)")
-    trainer = GANTrainer(spec, paths, log)
+    trainer = make_trainer(spec, paths, log)
     work = paths.work_dir
     resumed = load_latest_checkpoint(work / "checkpoints")
     if resumed is not None:
@@ -417,7 +443,9 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     probe = _diversity_probe(trainer, paths, inception) if probing else None
     part_columns = [key for part in trainer.parts for key in part.stats()]
     curve = CurveWriter(
-        work / "curve.csv", CURVE_COLUMNS + part_columns, trainer.step if resumed else None
+        work / "curve.csv",
+        CURVE_COLUMNS + trainer.extra_columns + part_columns,
+        trainer.step if resumed else None,
     )
     budget = cfg["kimg"]
     next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
@@ -532,11 +560,11 @@ def _log_row(
     sec_per_kimg = throughput.tick(trainer.images_seen)
     eta = (budget - trainer.kimg) * sec_per_kimg
     part_stats = {k: v for p in trainer.parts for k, v in p.stats().items()}
+    labels = {"loss_g": "G", "loss_d": "D", "r1": "R1", **{k: k for k in trainer.extra_columns}}
+    losses = "  ".join(f"{label} {means[key]:.4f}" for key, label in labels.items() if key in means)
     log.info(
-        "kimg %.2f/%.0f step %d  G %.4f  D %.4f  R1 %.4f  %.2f s/kimg  ETA %s %s",
-        trainer.kimg, budget, trainer.step,
-        means.get("loss_g", math.nan), means.get("loss_d", math.nan),
-        means.get("r1", math.nan), sec_per_kimg, _duration(eta),
+        "kimg %.2f/%.0f step %d  %s  %.2f s/kimg  ETA %s %s",
+        trainer.kimg, budget, trainer.step, losses, sec_per_kimg, _duration(eta),
         " ".join(f"{k} {v:.4g}" for k, v in part_stats.items()),
     )  # fmt: skip
     return {
@@ -617,10 +645,19 @@ def _finish(
         "num_pool": len(trainer.pool),
         "seed": spec["seed"],
         "diversity_networks": probe.networks if probe else None,
+        "loss_networks": trainer.loss_networks,
         "provenance": provenance(),
     }
     with atomic_path(paths.network_out) as tmp:
-        torch.save({"generator": state, "generator_kwargs": trainer.g_kwargs, "meta": meta}, tmp)
+        torch.save(
+            {
+                "arch": spec["backbone"]["arch"],
+                "generator": state,
+                "generator_kwargs": trainer.g_kwargs,
+                "meta": meta,
+            },
+            tmp,
+        )
     with atomic_path(paths.curve_out) as tmp:
         shutil.copyfile(work / "curve.csv", tmp)
     log.info("done: %s; %.1f kimg in %s", selected, trainer.kimg, _duration(trainer.elapsed))

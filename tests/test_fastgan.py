@@ -1,0 +1,247 @@
+"""FastGAN: the networks' topology and modes, its training step in the GAN loop (resume,
+outputs, sampling), and its config rules."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pandas as pd
+import pytest
+import torch
+
+from mixgan.config import RunKey, Study, validate_config
+from mixgan.errors import ConfigError
+from mixgan.metrics.lpips_distance import load_lpips
+from mixgan.metrics.weights import provision_torchvision
+from mixgan.nets.fastgan import Discriminator, Generator, quadrant, sle_pairs
+from mixgan.sample import generate_images, load_generator
+from mixgan.train.fastgan import FastGANTrainer, mse_distance, reconstruction_loss
+from mixgan.train.gan import TrainPaths, train_gan
+
+from .conftest import final_generator, prepare_shapes_subset, same_tensors
+
+LOG = logging.getLogger("test")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data32")
+    prepare_shapes_subset(folder, resolution=32)
+    return folder
+
+
+def fastgan_config(minimal_config, **backbone):
+    config = copy.deepcopy(minimal_config)
+    config["datasets"]["shapes"]["resolution"] = 32
+    config["backbones"]["fg"] = {
+        "arch": "fastgan", "task": "unconditional", "ngf": 4, "ndf": 4, "z_dim": 16,
+        "reconstruction": "mse",
+        "train": {
+            "batch": 4, "kimg": 0.048, "eval_every_kimg": 1, "checkpoint_every_kimg": 0.024,
+            "log_every_kimg": 0.008, "ema_kimg": 0.01,
+        },
+        **backbone,
+    }  # fmt: skip
+    config["tables"]["scoremix_table1"]["rows"].append({"backbone": "fg", "method": "none"})
+    return config
+
+
+def fastgan_spec(minimal_config, **backbone):
+    return Study(fastgan_config(minimal_config, **backbone)).run_spec(
+        RunKey("shapes", "n12", "fg", "none", 0)
+    )
+
+
+def paths(data, run_dir, **extra):
+    return TrainPaths(
+        data / "p.zip", data / "n12.json", run_dir, run_dir / "network.pt", run_dir / "curve.csv",
+        **extra,
+    )  # fmt: skip
+
+
+# -- networks -----------------------------------------------------------------------------
+
+
+def test_networks_at_256_have_the_authors_layout():
+    G, D = Generator(z_dim=256, img_resolution=256), Discriminator(img_resolution=256)
+    assert sle_pairs(256) == [(4, 64), (8, 128), (16, 256)]
+    assert list(G.sle) == ["64", "128", "256"]
+    # ngf = 64: 2 x 1024 channels out of the 4x4 transposed conv (GLU halves them), 32 at 256².
+    assert G.init[0].weight.shape == (256, 2048, 4, 4)
+    assert G.to_image.weight.shape == (3, 32, 3, 3)
+    # UpBlockComp (two convs, noise) at 8, 32, 128; UpBlock at 16, 64, 256.
+    assert [r for r in G.resolutions if G.blocks[str(r)].comp] == [8, 32, 128]
+    z = torch.randn(2, 256)
+    images = G(z)
+    assert images.shape == (2, 3, 256, 256)
+    logits, recs = D(images, part=2)
+    # 5x5 patch logits from the 8² big-branch features and from the small branch's 8².
+    assert logits.shape == (2, 50)
+    assert [r.shape for r in recs] == [(2, 3, 128, 128)] * 3
+    assert all(r.abs().max() <= 1 for r in recs)  # the decoders end in tanh
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128, 512])
+def test_networks_scale_to_every_supported_resolution(resolution):
+    G = Generator(z_dim=8, img_resolution=resolution, ngf=8)
+    D = Discriminator(img_resolution=resolution, ndf=8)
+    images = G(torch.randn(2, 8))
+    assert images.shape == (2, 3, resolution, resolution)
+    logits, recs = D(images, part=0)
+    targets = D.reconstruction_targets(images, 0)
+    assert logits.shape[0] == 2 and logits.ndim == 2
+    assert [r.shape for r in recs] == [t.shape for t in targets]
+
+
+@pytest.mark.parametrize("resolution", [16, 48, 2048])
+def test_unsupported_resolutions_are_rejected(resolution):
+    with pytest.raises(ValueError, match="power-of-two resolution"):
+        Generator(img_resolution=resolution)
+
+
+def test_noise_modes_and_truncation():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, img_resolution=32, ngf=2).eval()
+    for module in G.modules():
+        if hasattr(module, "strength"):
+            module.strength.data.fill_(0.5)
+    z = torch.randn(2, 8)
+    assert torch.equal(G(z, noise_mode="const"), G(z, noise_mode="const"))
+    assert not torch.equal(G(z, noise_mode="random"), G(z, noise_mode="random"))
+    assert not torch.equal(G(z, noise_mode="const"), G(z, noise_mode="none"))
+    with pytest.raises(ValueError, match="truncation"):
+        G(z, truncation_psi=0.7)
+
+
+def test_skip_layer_excitation_gates_the_big_map_channelwise_from_the_small_one():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, img_resolution=64, ngf=2).eval()  # eval: no power iteration
+    sle = G.sle["64"]  # the 4² map gates the 64² one
+    small = 0.05 * torch.randn(2, G.init[1].num_features // 2, 4, 4)
+    big = torch.randn(2, G.blocks["64"].norm0.num_features // 2, 64, 64)
+    gates = sle.gate(small)
+    assert gates.shape == (2, big.shape[1], 1, 1)
+    assert ((gates > 0) & (gates < 1)).all()
+    assert torch.allclose(sle(small, big), big * gates)
+    assert not torch.allclose(sle.gate(small * 3), gates)
+
+
+def test_quadrant_crops_and_reconstruction_targets():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(quadrant(images, 0), images[:, :, :4, :4])
+    assert torch.equal(quadrant(images, 1), images[:, :, :4, 4:])
+    assert torch.equal(quadrant(images, 2), images[:, :, 4:, :4])
+    assert torch.equal(quadrant(images, 3), images[:, :, 4:, 4:])
+    D = Discriminator(img_resolution=32, ndf=2)
+    big = torch.rand(2, 3, 32, 32)
+    whole, part, small = D.reconstruction_targets(big, 3)
+    assert torch.equal(whole, big[:, :, ::2, ::2]) and torch.equal(small, whole)
+    assert torch.equal(part, big[:, :, 16:, 16:])
+
+
+def test_the_self_supervised_decoders_learn_to_reconstruct():
+    """D trained on the reconstruction loss alone reconstructs a fixed batch better."""
+    torch.manual_seed(0)
+    D = Discriminator(img_resolution=32, ndf=4)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for step in range(40):
+        part = step % 4
+        _, recs = D(images, part=part)
+        loss = reconstruction_loss(mse_distance, recs, D.reconstruction_targets(images, part))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def test_fastgan_trains_logs_its_reconstruction_and_resumes_exactly(minimal_config, data, tmp_path):
+    spec = fastgan_spec(minimal_config)
+    assert spec["backbone"]["train"]["betas"] == [0.5, 0.999]  # the arch's own defaults
+    whole = train_gan(spec, paths(data, tmp_path / "whole"), LOG)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = 0.024
+    train_gan(half, paths(data, tmp_path / "split"), LOG)
+    resumed = train_gan(spec, paths(data, tmp_path / "split"), LOG)
+    assert whole["steps"] == resumed["steps"] == 12
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    assert curve[["loss_g", "loss_d", "reconstruction"]].notna().all().all()
+    assert curve[["r1", "pl"]].isna().all().all()  # FastGAN has neither
+    resumed_curve = pd.read_csv(tmp_path / "split" / "curve.csv")
+    columns = ["step", "loss_g", "loss_d", "reconstruction", "logits_real", "logits_fake"]
+    pd.testing.assert_frame_equal(curve[columns], resumed_curve[columns])
+
+
+def test_a_fastgan_network_file_loads_and_samples(minimal_config, data, tmp_path):
+    spec = fastgan_spec(minimal_config, train={"batch": 4, "kimg": 0.008, "eval_every_kimg": 1})
+    train_gan(spec, paths(data, tmp_path), LOG)
+    snapshot = torch.load(tmp_path / "network.pt", weights_only=False)
+    assert snapshot["arch"] == "fastgan" and snapshot["meta"]["loss_networks"] == {}
+    generator, meta = load_generator(tmp_path / "network.pt", torch.device("cpu"))
+    assert isinstance(generator, Generator) and not generator.training
+    first, again = generate_images(generator, 3, 7), generate_images(generator, 3, 7)
+    assert first.shape == (3, 32, 32, 3) and (first == again).all()
+
+
+def test_lpips_reconstruction_needs_real_vgg_weights(minimal_config, data, tmp_path):
+    spec = fastgan_spec(minimal_config, reconstruction="lpips")
+    with pytest.raises(ValueError, match="--vgg-weights"):
+        FastGANTrainer(spec, paths(data, tmp_path), LOG)
+    stand_in = tmp_path / "vgg16.pth"
+    provision_torchvision("vgg16", None, stand_in, allow_stand_in=True)
+    with pytest.raises(ValueError, match="weights.vgg16"):
+        FastGANTrainer(spec, paths(data, tmp_path, vgg_weights=stand_in), LOG)
+
+
+def test_lpips_reconstruction_distance_is_differentiable_per_image(
+    minimal_config, data, tmp_path, monkeypatch
+):
+    """With (here: an untrained, so monkeypatched as real) VGG-16, the distance is LPIPS per
+    image pair, zero for equal images, and passes gradients to the reconstructions."""
+    import mixgan.metrics
+
+    module, _ = load_lpips("vgg", None, allow_stand_in=True)
+    record = {"name": "vgg16", "stand_in": False, "sha256": "0" * 64}
+    monkeypatch.setattr(mixgan.metrics, "lpips_network", lambda *args: (module, record))
+    spec = fastgan_spec(minimal_config, reconstruction="lpips")
+    trainer = FastGANTrainer(spec, paths(data, tmp_path, vgg_weights=tmp_path / "v.pth"), LOG)
+    assert trainer.loss_networks == {"reconstruction": record}
+    images = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    targets = torch.rand(2, 3, 16, 16) * 2 - 1
+    distance = trainer.distance(images, targets)
+    assert distance.shape == (2,) and (distance > 0).all()
+    distance.sum().backward()
+    assert images.grad.abs().sum() > 0
+    assert torch.allclose(trainer.distance(targets, targets), torch.zeros(2), atol=1e-6)
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def test_fastgan_config_rules(minimal_config, data, tmp_path):
+    config = fastgan_config(minimal_config)
+    config["backbones"]["fg"]["train"]["r1_gamma"] = 1.0
+    with pytest.raises(ConfigError, match=r"backbones\.fg\.train\.r1_gamma: fastgan has no R1"):
+        validate_config(config)
+
+    config = fastgan_config(minimal_config, reconstruction="lpips")
+    config["parts"]["mixdl"] = {"kind": "mixdl"}
+    config["methods"]["mixdl"] = ["mixdl"]
+    config["tables"]["scoremix_table1"]["rows"].append({"backbone": "fg", "method": "mixdl"})
+    study = Study(config)
+    plain, mixdl = (RunKey("shapes", "n12", "fg", m, 0) for m in ("none", "mixdl"))
+    assert "weights.vgg16" in study.runs[plain]
+    assert "part kind 'mixdl' is not implemented on arch 'fastgan'" in study.runs[mixdl]
+    config["weights"] = {"vgg16": "/weights/vgg16.pth"}
+    assert Study(config).runs[plain] is None
+    # Run by hand anyway, MixDL on FastGAN stops before training.
+    with pytest.raises(ValueError, match="does not run on FastGAN"):
+        FastGANTrainer(study.run_spec(mixdl), paths(data, tmp_path), LOG)
