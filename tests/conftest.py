@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest
 from mixgan.io import write_json
+from mixgan.train.gan import train_gan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,6 +66,19 @@ def final_generator(run_dir: Path) -> dict[str, torch.Tensor]:
 def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     """Whether two state dicts hold bitwise-equal tensors under the same keys."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train_whole_and_split(
+    spec: dict[str, Any], half_kimg: float, run_paths: Callable[[str], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train ``spec`` in one job (run ``whole``) and in two (run ``split``: stopped at
+    ``half_kimg``, then resumed with the full budget); return both summaries."""
+    log = logging.getLogger("test")
+    whole = train_gan(spec, run_paths("whole"), log)
+    half = copy.deepcopy(spec)
+    half["backbone"]["train"]["kimg"] = half_kimg
+    train_gan(half, run_paths("split"), log)
+    return whole, train_gan(spec, run_paths("split"), log)
 
 
 @pytest.fixture

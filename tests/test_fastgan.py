@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 
 import pandas as pd
 import pytest
@@ -12,14 +13,21 @@ import torch
 
 from mixgan.config import RunKey, Study, validate_config
 from mixgan.errors import ConfigError
+from mixgan.metrics import compute_generator_metric_record
 from mixgan.metrics.lpips_distance import load_lpips
 from mixgan.metrics.weights import provision_torchvision
 from mixgan.nets.fastgan import Discriminator, Generator, quadrant, sle_pairs
 from mixgan.sample import generate_images, load_generator
-from mixgan.train.fastgan import FastGANTrainer, mse_distance, reconstruction_loss
+from mixgan.train.checkpoint import list_checkpoints
+from mixgan.train.fastgan import (
+    FastGANMixDL,
+    FastGANTrainer,
+    mse_distance,
+    reconstruction_loss,
+)
 from mixgan.train.gan import TrainPaths, train_gan
 
-from .conftest import final_generator, prepare_shapes_subset, same_tensors
+from .conftest import final_generator, prepare_shapes_subset, same_tensors, train_whole_and_split
 
 LOG = logging.getLogger("test")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -180,6 +188,65 @@ def test_fastgan_trains_logs_its_reconstruction_and_resumes_exactly(minimal_conf
     pd.testing.assert_frame_equal(curve[columns], resumed_curve[columns])
 
 
+def test_mixdl_on_fastgan_trains_its_projection_logs_finite_distances_and_resumes_exactly(
+    minimal_config, data, tmp_path
+):
+    config = fastgan_config(minimal_config)
+    config["parts"]["mixdl"] = {"kind": "mixdl", "projection_dim": 8}
+    config["methods"]["mixdl"] = ["mixdl"]
+    config["tables"]["scoremix_table1"]["rows"].append({"backbone": "fg", "method": "mixdl"})
+    study = Study(config)
+    run = RunKey("shapes", "n12", "fg", "mixdl", 0)
+    assert study.runs[run] is None  # runnable
+    whole, resumed = train_whole_and_split(
+        study.run_spec(run), 0.024, lambda name: paths(data, tmp_path / name)
+    )
+    assert whole["steps"] == resumed["steps"] == 12
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
+    ckpts = [
+        torch.load(
+            list_checkpoints(tmp_path / name / "train" / "checkpoints")[-1], weights_only=False
+        )
+        for name in ("whole", "split")
+    ]
+    projections = [ckpt["parts"]["mixdl"]["modules"]["projection"] for ckpt in ckpts]
+    assert same_tensors(*projections)
+    # The projection reads D's last map (ndf 4: 32 channels at 4²); D's optimiser trained it.
+    weight = projections[0]["parametrizations.weight.original"]
+    assert weight.shape == (8, 32 * 4 * 4)
+    fresh = FastGANTrainer(study.run_spec(run), paths(data, tmp_path / "fresh"), LOG)
+    initial = fresh.parts[0].projection.state_dict()["parametrizations.weight.original"]
+    assert not torch.equal(weight, initial)
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    kls = curve[["mixdl_g_kl", "mixdl_d_kl"]]
+    assert kls.map(math.isfinite).all().all() and (kls > 0).all().all()
+    assert curve["reconstruction"].map(math.isfinite).all()
+
+
+@pytest.mark.parametrize(
+    ("resolution", "layers"), [(32, ["4", "8", "16"]), (256, ["4", "8", "16", "32"])]
+)
+def test_mixdl_on_fastgan_compares_the_authors_generator_layers(resolution, layers):
+    """L_dist^G reads G's 4², 8², 16², 32² maps (the MixDL authors' FastGAN feat_list) below
+    the image size, L_dist^D a projection of D's last map."""
+    settings = {
+        "generator_loss": True, "discriminator_loss": True, "projection_dim": 16,
+        "num_latents": None, "coefficients": "dirichlet", "dirichlet_alpha": 1.0,
+    }  # fmt: skip
+    part = FastGANMixDL("mixdl", settings)
+    G = Generator(z_dim=8, img_resolution=resolution, ngf=8)
+    D = Discriminator(img_resolution=resolution, ndf=8)
+    (projection,) = part.trainable_modules(G, D)
+    assert part.layer_names == layers
+    features: dict[str, torch.Tensor] = {}
+    G(torch.randn(3, 8), features=features)
+    assert all(features[name].shape[-1] == int(name) for name in layers)
+    last: dict[str, torch.Tensor] = {}
+    D(torch.randn(3, 3, resolution, resolution), features=last)
+    assert last["last"].shape[1:] == D.last_shape
+    assert projection(last["last"].flatten(1)).shape == (3, 16)
+
+
 def test_a_fastgan_network_file_loads_and_samples(minimal_config, data, tmp_path):
     spec = fastgan_spec(minimal_config, train={"batch": 4, "kimg": 0.008, "eval_every_kimg": 1})
     train_gan(spec, paths(data, tmp_path), LOG)
@@ -189,6 +256,19 @@ def test_a_fastgan_network_file_loads_and_samples(minimal_config, data, tmp_path
     assert isinstance(generator, Generator) and not generator.training
     first, again = generate_images(generator, 3, 7), generate_images(generator, 3, 7)
     assert first.shape == (3, 32, 32, 3) and (first == again).all()
+    # PPL uniformity of a FastGAN generator: in Z (it has no W), linear as the MixDL authors'.
+    vgg = tmp_path / "vgg16.pth"
+    provision_torchvision("vgg16", None, vgg, allow_stand_in=True)
+    metric_spec = {
+        "metric": "ppl_interval_mean", "reference": "none", "run": spec["run"], "seed": 0,
+        "scale": "demo", "stand_in_data": True,
+        "evaluation": {**Study(fastgan_config(minimal_config)).config["evaluation"],
+                       "ppl_space": "w", "ppl_pairs": 2},
+    }  # fmt: skip
+    record = compute_generator_metric_record(metric_spec, tmp_path / "network.pt", vgg, "cpu")
+    assert record["space"] == "z" and record["interpolation"] == "lerp"
+    assert math.isfinite(record["value"]) and record["value"] > 0
+    assert "stand-in features" in record["labels"]
 
 
 def test_lpips_reconstruction_needs_real_vgg_weights(minimal_config, data, tmp_path):
@@ -226,22 +306,16 @@ def test_lpips_reconstruction_distance_is_differentiable_per_image(
 # -- config ---------------------------------------------------------------------------------
 
 
-def test_fastgan_config_rules(minimal_config, data, tmp_path):
+def test_fastgan_config_rules(minimal_config):
     config = fastgan_config(minimal_config)
     config["backbones"]["fg"]["train"]["r1_gamma"] = 1.0
     with pytest.raises(ConfigError, match=r"backbones\.fg\.train\.r1_gamma: fastgan has no R1"):
         validate_config(config)
 
     config = fastgan_config(minimal_config, reconstruction="lpips")
-    config["parts"]["mixdl"] = {"kind": "mixdl"}
-    config["methods"]["mixdl"] = ["mixdl"]
-    config["tables"]["scoremix_table1"]["rows"].append({"backbone": "fg", "method": "mixdl"})
-    study = Study(config)
-    plain, mixdl = (RunKey("shapes", "n12", "fg", m, 0) for m in ("none", "mixdl"))
-    assert "weights.vgg16" in study.runs[plain]
-    assert "part kind 'mixdl' is not implemented on arch 'fastgan'" in study.runs[mixdl]
+    run = RunKey("shapes", "n12", "fg", "none", 0)
+    assert "weights.vgg16" in Study(config).runs[run]
+    config["weights"] = {"allow_standins": True}  # a stand-in VGG would train another model
+    assert "weights.vgg16" in Study(config).runs[run]
     config["weights"] = {"vgg16": "/weights/vgg16.pth"}
-    assert Study(config).runs[plain] is None
-    # Run by hand anyway, MixDL on FastGAN stops before training.
-    with pytest.raises(ValueError, match="does not run on FastGAN"):
-        FastGANTrainer(study.run_spec(mixdl), paths(data, tmp_path), LOG)
+    assert Study(config).runs[run] is None

@@ -25,7 +25,7 @@ from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.diversity import measure_diversity
 from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
 
-from .conftest import final_generator, prepare_shapes_subset, same_tensors
+from .conftest import final_generator, prepare_shapes_subset, same_tensors, train_whole_and_split
 
 LOG = logging.getLogger("test")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,16 +66,6 @@ def paths(data, run_dir):
     return TrainPaths(
         data / "p.zip", data / "n12.json", run_dir, run_dir / "network.pt", run_dir / "curve.csv"
     )
-
-
-def train_whole_and_split(spec, half_kimg, run_paths):
-    """Train ``spec`` in one job (run ``whole``) and in two (run ``split``: stopped at
-    ``half_kimg``, then resumed with the full budget); return both summaries."""
-    whole = train_gan(spec, run_paths("whole"), LOG)
-    half = copy.deepcopy(spec)
-    half["backbone"]["train"]["kimg"] = half_kimg
-    train_gan(half, run_paths("split"), LOG)
-    return whole, train_gan(spec, run_paths("split"), LOG)
 
 
 def test_resumed_training_equals_uninterrupted(minimal_config, data, tmp_path):

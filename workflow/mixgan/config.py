@@ -507,13 +507,12 @@ class Study:
 
     def run_pending(self, run: RunKey) -> str | None:
         """Why ``run`` cannot be trained by this code version, or ``None``."""
-        backbone = self.config["backbones"][run.backbone]
-        parts = self.method_parts(run.method)
         reasons = [
             registry.dataset_pending(self.config["datasets"][run.dataset]),
-            registry.backbone_pending(backbone, self.config["weights"]),
-            *(registry.part_pending(p) for p in parts),
-            *(registry.part_on_backbone_pending(p, backbone) for p in parts),
+            registry.backbone_pending(
+                self.config["backbones"][run.backbone], self.config["weights"]
+            ),
+            *(registry.part_pending(p) for p in self.method_parts(run.method)),
         ]
         reasons = [r for r in reasons if r]
         return "; ".join(reasons) if reasons else None

@@ -18,10 +18,6 @@ TRAINERS: dict[str, frozenset[str]] = {
     "fastgan": frozenset({"unconditional", "few_shot"}),
 }
 
-#: backbone ``arch`` -> part ``kind``s its trainer does not run (MixDL reads StyleGAN2's
-#: synthesis layers and D blocks).
-ARCH_WITHOUT_PARTS: dict[str, frozenset[str]] = {"fastgan": frozenset({"mixdl"})}
-
 #: part ``kind``s the GAN training loop implements.
 PARTS: frozenset[str] = frozenset(
     {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl"}
@@ -141,13 +137,6 @@ def backbone_pending(backbone: dict[str, Any], weights: dict[str, Any] | None = 
 def uses_vgg_loss(backbone: dict[str, Any]) -> bool:
     """Whether the backbone trains with an LPIPS-VGG loss (FastGAN's reconstruction)."""
     return backbone["arch"] == "fastgan" and backbone.get("reconstruction") == "lpips"
-
-
-def part_on_backbone_pending(part: dict[str, Any], backbone: dict[str, Any]) -> str | None:
-    """Why ``part`` cannot run on ``backbone`` yet, or ``None``."""
-    if part["kind"] in ARCH_WITHOUT_PARTS.get(backbone["arch"], ()):
-        return f"part kind '{part['kind']}' is not implemented on arch '{backbone['arch']}' yet"
-    return None
 
 
 def dataset_pending(dataset: dict[str, Any]) -> str | None:

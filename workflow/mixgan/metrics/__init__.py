@@ -285,10 +285,14 @@ def compute_generator_metric_record(
     generator, _ = load_generator(network_path, torch_device)
     module, network = lpips_network("vgg", weights_path, device)
     distance = functools.partial(perceptual_distance, module)
-    in_w = evaluation["ppl_space"] == "w" and hasattr(generator, "mapping")  # FastGAN: z only
+    has_w = hasattr(generator, "mapping")
+    in_w = evaluation["ppl_space"] == "w" and has_w
+    # FastGAN has no W: PPL in Z, slerp as StyleGAN's PPL in Z; the interval metrics lerp in
+    # Z as the MixDL authors' FastGAN script (ppl_uniform_fastgan.py) does.
+    interpolation = "lerp" if in_w or (not has_w and name != "ppl") else "slerp"
     options = {
         "endpoints": (lambda z: generator.mapping(z, None)) if in_w else None,
-        "interpolation": "lerp" if in_w else "slerp",
+        "interpolation": interpolation,
         "crop": evaluation["ppl_crop"],
         "seed": spec["seed"],
         "device": torch_device,
@@ -317,5 +321,6 @@ def compute_generator_metric_record(
         num_samples=int(count),
         num_reference=None,
         space="w" if in_w else "z",
+        interpolation=interpolation,
         feature_network=network,
     )

@@ -180,20 +180,24 @@ class Generator(nn.Module):
         c: Tensor | None = None,
         truncation_psi: float = 1.0,
         noise_mode: str = "random",
+        features: dict[str, Tensor] | None = None,
     ) -> Tensor:
         """Images of latents ``z``. ``c`` (no classes) and ``truncation_psi`` (FastGAN has no
-        mean latent to truncate towards, so only 1) keep StyleGAN2's call signature."""
+        mean latent to truncate towards, so only 1) keep StyleGAN2's call signature;
+        ``features`` receives every feature map by its resolution (``"4"``, ``"8"``, ...)."""
         if truncation_psi != 1.0:
             raise ValueError("FastGAN has no truncation trick: truncation_psi must be 1")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode {noise_mode!r}: one of {NOISE_MODES}")
-        features = {4: self.init(z.reshape(z.shape[0], -1, 1, 1))}
-        x = features[4]
+        maps = {4: self.init(z.reshape(z.shape[0], -1, 1, 1))}
+        x = maps[4]
         for r in self.resolutions:
             x = self.blocks[str(r)](x, noise_mode)
             if str(r) in self.sle:
-                x = self.sle[str(r)](features[r // 16], x)
-            features[r] = x
+                x = self.sle[str(r)](maps[r // 16], x)
+            maps[r] = x
+        if features is not None:
+            features.update({str(r): f for r, f in maps.items()})
         image = self.to_image(x)
         return torch.tanh(image) if self.img_resolution == 1024 else image
 
@@ -291,6 +295,8 @@ class Discriminator(nn.Module):
             self.stem = nn.Sequential(
                 _conv(img_channels, path[0], kernel, stride, pad), nn.LeakyReLU(0.2)
             )
+        side = self.big_size >> depth
+        self.last_shape = (path[-1], side, side)  # of the map the logits and L_dist^D read
         self.downs = nn.ModuleList(
             DownBlockComp(a, b) for a, b in zip(path, path[1:], strict=False)
         )
@@ -318,11 +324,16 @@ class Discriminator(nn.Module):
         _init_weights(self)
 
     def forward(
-        self, images: Tensor, c: Tensor | None = None, part: int | None = None
+        self,
+        images: Tensor,
+        c: Tensor | None = None,
+        part: int | None = None,
+        features: dict[str, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits ``[N, P]`` of ``images`` [N, C, R, R]; with ``part`` (0-3), also the
         reconstructions (whole image, quadrant ``part``, small view), each at ``small_size``²
-        (compare with :meth:`reconstruction_targets`)."""
+        (compare with :meth:`reconstruction_targets`). ``features`` receives the big branch's
+        last feature map (``"last"``, 8² or 4²), which the logits' 1x1/4x4 convs read."""
         big = F.interpolate(images, size=self.img_resolution, mode="nearest")
         feats = [self.stem(big)]
         for k, down in enumerate(self.downs, start=1):
@@ -330,6 +341,8 @@ class Discriminator(nn.Module):
             if str(k) in self.sle:
                 x = self.sle[str(k)](feats[k - 3], x)
             feats.append(x)
+        if features is not None:
+            features["last"] = feats[-1]
         small = self.small(F.interpolate(images, size=self.small_size, mode="nearest"))
         logits = torch.cat(
             [self.logits_big(feats[-1]).flatten(1), self.logits_small(small).flatten(1)], dim=1

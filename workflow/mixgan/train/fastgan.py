@@ -15,22 +15,27 @@ StyleGAN2 one; what differs is the step, which follows the authors' ``train.py``
 * no R1, no path-length regularisation, no style mixing; the EMA generator follows
   ``ema_kimg`` (the authors' per-step 0.999 at batch 8 is ``ema_kimg`` 5.54).
 
-MixDL, whose parts read StyleGAN2's synthesis layers, does not run on FastGAN here.
+A ``mixdl`` part runs as :class:`FastGANMixDL`: MixDL's steps with FastGAN's networks and
+losses.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from mixgan.augment.diffaug import diff_augment
 from mixgan.nets.fastgan import Discriminator, Generator
+from mixgan.train import mixdl
 from mixgan.train.gan import GANTrainer
+from mixgan.train.parts import MixDL
 
 RECONSTRUCTIONS = ("lpips", "mse")
 
@@ -79,12 +84,11 @@ class FastGANTrainer(GANTrainer):
     extra_columns: ClassVar[list[str]] = ["reconstruction"]  # D's reconstruction loss
 
     def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
-        takers = [part.name for part in self.parts if part.takes_steps]
-        if takers:
-            raise ValueError(
-                f"part {', '.join(takers)} computes whole StyleGAN2 steps (MixDL) and does not "
-                "run on FastGAN"
-            )
+        # MixDL's part takes FastGAN's networks and losses.
+        self.parts = [
+            FastGANMixDL(part.name, part.settings) if isinstance(part, MixDL) else part
+            for part in self.parts
+        ]
         self.g_kwargs, d_kwargs = fastgan_kwargs(self.spec)
         self.distance, network = self._reconstruction_distance()
         self.loss_networks = {"reconstruction": network} if network else {}
@@ -140,9 +144,19 @@ class FastGANTrainer(GANTrainer):
         policy = self.spec["backbone"]["diffaug_policy"]
         return diff_augment(images, policy) if policy else images
 
+    def discriminate_real(self, real: Tensor) -> tuple[Tensor, Tensor]:
+        """D's logits (float32) on the augmented ``real`` batch and its reconstruction loss
+        there, for a random quadrant."""
+        part_index = int(torch.randint(4, ()))
+        with self.autocast():
+            logits, reconstructions = self.D_main(real, part=part_index)
+        targets = self.D.reconstruction_targets(real, part_index)
+        return logits.float(), reconstruction_loss(self.distance, reconstructions, targets)
+
     def train_step(self) -> dict[str, Tensor]:
         batch = self.train_cfg["batch"]
-        fake = self.augment(self.generate(batch))
+        # A part may compute this step's losses itself (MixDL's steps).
+        owner = next((p for p in self.parts if p.computes_losses(self.step)), None)
         real = self.real_batch(batch)
         for part in self.parts:
             real = part.augment_real(real)
@@ -150,14 +164,14 @@ class FastGANTrainer(GANTrainer):
 
         # Discriminator: hinge losses and the reconstruction of the reals.
         self.set_d_trainable(True)
-        part_index = int(torch.randint(4, ()))
-        with self.autocast():
-            logits_real, reconstructions = self.D_main(real, part=part_index)
-            logits_fake = self.D_main(fake.detach())
-        logits_real, logits_fake = logits_real.float(), logits_fake.float()
-        targets = self.D.reconstruction_targets(real, part_index)
-        recon = reconstruction_loss(self.distance, reconstructions, targets)
-        loss_d = hinge_real(logits_real) + hinge_fake(logits_fake) + recon
+        if owner is None:
+            fake = self.augment(self.generate(batch))
+            logits_real, recon = self.discriminate_real(real)
+            with self.autocast():
+                logits_fake = self.D_main(fake.detach()).float()
+            loss_d = hinge_real(logits_real) + hinge_fake(logits_fake) + recon
+        else:
+            loss_d, logits_real, logits_fake, recon = owner.d_loss(self, real)
         for part in self.parts:
             extra = part.d_regularizer(logits_real, logits_fake)
             if extra is not None:
@@ -168,10 +182,13 @@ class FastGANTrainer(GANTrainer):
         for part in self.parts:
             part.after_d_step(logits_real.detach())
 
-        # Generator: -D(G(z)) on the same augmented fakes.
+        # Generator: -D(G(z)) on the same augmented fakes (or the part's loss).
         self.set_d_trainable(False)
-        with self.autocast():
-            loss_g = -self.D_main(fake).float().mean()
+        if owner is None:
+            with self.autocast():
+                loss_g = -self.D_main(fake).float().mean()
+        else:
+            loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -187,3 +204,85 @@ class FastGANTrainer(GANTrainer):
             "logits_fake": logits_fake.detach().mean(),
             "reconstruction": recon.detach(),
         }
+
+
+class FastGANMixDL(MixDL):
+    """MixDL on FastGAN: the ``mixdl`` part's settings and bookkeeping, FastGAN's networks and
+    losses. It follows the MixDL authors' FastGAN model (``fastgan_models.py`` of
+    github.com/reyllama/mixdl, whose FastGAN training script is not public):
+
+    * latents are mixed in Z (FastGAN has no W): anchors z0 = sum_i c_i z_i;
+    * L_dist^G compares, for each anchor, one of G's feature maps at 4², 8², 16² and 32² (the
+      authors' ``feat_list``; the maps below the image resolution) drawn per anchor;
+    * L_dist^D compares a spectrally normalised linear projection (``projection_dim``
+      outputs; the authors' ``final_linear``, 512 from 8x8x512) of D's last big-branch map;
+    * the anchors are judged by FastGAN's own D, whose logits are already patch-level (5x5
+      maps at 256²), with FastGAN's hinge losses; D's step keeps the reconstruction loss on
+      the reals ("we keep their objective functions as they are and simply add our
+      regularization terms", MixDL section 4). ``patch_resolutions`` is not used.
+    """
+
+    G_LAYERS = (4, 8, 16, 32)
+
+    def trainable_modules(self, generator: Generator, discriminator: Discriminator) -> list:
+        resolution = generator.img_resolution
+        self.layer_names = [str(r) for r in self.G_LAYERS if r < resolution]
+        if self.settings["discriminator_loss"] and self.settings["projection_dim"] > 0:
+            width = math.prod(discriminator.last_shape)
+            self.projection = spectral_norm(nn.Linear(width, self.settings["projection_dim"]))
+            return [self.projection]
+        return []
+
+    def _latents(self, players: Any, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Edges z [N, z_dim], coefficients c [B, N] and anchors z0 [B, z_dim]."""
+        count = self.settings["num_latents"] or batch
+        z = torch.randn(count, players.G.z_dim, device=players.device)
+        c = mixdl.sample_coefficients(
+            self.settings["coefficients"], batch, count, self.settings["dirichlet_alpha"],
+            z.device,
+        )  # fmt: skip
+        return z, c, mixdl.mix_latents(c, z)
+
+    def g_loss(self, players: Any, batch: int) -> Tensor:
+        z, c, anchors = self._latents(players, batch)
+        distance = self.settings["generator_loss"]
+        latents = torch.cat([z, anchors]) if distance else anchors
+        features: dict[str, Tensor] = {}
+        with players.autocast():
+            images = players.G(latents, features=features)
+            logits = players.D(players.augment(images[-batch:].float()))
+        loss = -logits.float().mean()
+        if distance:
+            kl = self.generator_distance(features, c, len(z))
+            self.last["mixdl_g_kl"] = kl.detach()
+            loss = loss + self.settings["lambda_g"] * kl
+        return loss
+
+    def d_loss(self, players: Any, real: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The D step's loss, logits on reals and on the anchors, and the reconstruction loss
+        (the trainer logs it)."""
+        batch = len(real)
+        distance = self.settings["discriminator_loss"]
+        with torch.no_grad():
+            z, c, anchors = self._latents(players, batch)
+            latents = torch.cat([z, anchors]) if distance else anchors
+            with players.autocast():
+                fake = players.G(latents).float()
+        logits_real, recon = players.discriminate_real(real)
+        features: dict[str, Tensor] = {}
+        with players.autocast():
+            logits_fake = players.D(players.augment(fake), features=features).float()
+        loss = hinge_real(logits_real) + hinge_fake(logits_fake[-batch:]) + recon
+        if distance:
+            kl = self.discriminator_distance(features, c, len(z))
+            self.last["mixdl_d_kl"] = kl.detach()
+            loss = loss + self.settings["lambda_d"] * kl
+        return loss, logits_real, logits_fake[-batch:], recon
+
+    def discriminator_distance(
+        self, features: dict[str, Tensor], c: Tensor, num_edges: int
+    ) -> Tensor:
+        d1 = features["last"].float().flatten(1)
+        embedded = d1 if self.projection is None else self.projection(d1)
+        similarities = mixdl.cosine_similarities(embedded[num_edges:], embedded[:num_edges])
+        return mixdl.distance_kl(similarities, c, self.settings["kl_direction"])
