@@ -20,6 +20,9 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``stylegan2``: sec/kimg and GPU memory of the StyleGAN2 training step at 256², batch 64, on
   synthetic data, per precision, memory format and ``torch.compile`` (``--variants``, default
   all; ``--profile`` adds each variant's top GPU kernels).
+* ``fastgan``: sec/kimg and GPU memory of FastGAN's training step at 256², batch 8 (MixDL's
+  FastGAN rows), on synthetic data, per precision and memory format, with the MSE and with the
+  LPIPS-VGG reconstruction loss (a seeded untrained VGG-16: the same arithmetic).
 
 Each section merges its numbers into the ``--out`` JSON as it finishes, so a run cut off at its
 time limit keeps what it measured. ``--smoke`` runs every section at toy sizes on the CPU to
@@ -65,7 +68,9 @@ from mixgan.scores import (  # noqa: E402
 from mixgan.train.scorenet import dsm_step  # noqa: E402
 
 LOG = logging.getLogger("gpu_suite")
-SECTIONS = ("env", "consistency", "scoremix", "scorenet", "inception", "kernels", "stylegan2")
+SECTIONS = (
+    "env", "consistency", "scoremix", "scorenet", "inception", "kernels", "stylegan2", "fastgan",
+)  # fmt: skip
 TIME_LIMITS = {
     "env": 30,
     "consistency": 80,
@@ -74,6 +79,7 @@ TIME_LIMITS = {
     "inception": 80,
     "kernels": 60,
     "stylegan2": 400,
+    "fastgan": 150,
 }
 PRECISIONS = ("fp32", "default", "tf32", "bf16")
 
@@ -181,7 +187,7 @@ def demo_study() -> Study:
 
 
 def gan_trainer(spec: dict[str, Any], pool: torch.Tensor, scorenet: Path | None = None):
-    """A GANTrainer whose real images are ``pool`` (NCHW uint8) instead of a subset zip."""
+    """The run's trainer, its real images ``pool`` (NCHW uint8) instead of a subset zip."""
     from mixgan.train import gan
 
     paths = gan.TrainPaths(
@@ -191,7 +197,7 @@ def gan_trainer(spec: dict[str, Any], pool: torch.Tensor, scorenet: Path | None 
     original = gan.load_real_pool
     gan.load_real_pool = lambda paths, parts: (pool, len(pool))
     try:
-        return gan.GANTrainer(spec, paths, LOG)
+        return gan.make_trainer(spec, paths, LOG)
     finally:
         gan.load_real_pool = original
 
@@ -568,8 +574,12 @@ def _time_trainer(trainer, steps: int, device: torch.device, warm: int = 3) -> d
     return {
         "sec_per_kimg": round(timed_seconds / (steps * batch / 1000), 2),
         "steps_timed": steps,
-        "r1_steps_included": sum(1 for s in timed_steps if s % cfg["r1_interval"] == 0),
-        "pl_steps_included": sum(1 for s in timed_steps if s % cfg["pl_interval"] == 0),
+        "r1_steps_included": sum(
+            1 for s in timed_steps if cfg["r1_gamma"] > 0 and s % cfg["r1_interval"] == 0
+        ),
+        "pl_steps_included": sum(
+            1 for s in timed_steps if cfg["pl_weight"] > 0 and s % cfg["pl_interval"] == 0
+        ),
         "warmup_s": [round(x, 2) for x in step_seconds[:warm]],
         "step_s": [round(x, 3) for x in step_seconds[warm:]],
         "peak_gib": peak_gib(device),
@@ -658,6 +668,63 @@ def section_stylegan2(ctx: dict[str, Any]) -> dict[str, Any]:
         ctx["save"](out)
         del trainer
         torch._dynamo.reset()
+    return out
+
+
+FASTGAN_VARIANTS = {
+    "tf32": _variant("tf32"),
+    "bf16": _variant("bf16"),
+    "bf16_channels_last": _variant("bf16", channels_last=True),
+    "fp32": _variant("fp32"),
+}
+
+
+def section_fastgan(ctx: dict[str, Any]) -> dict[str, Any]:
+    """sec/kimg of FastGAN's training step at 256², batch 8, per precision and memory format,
+    with the MSE and with the LPIPS-VGG reconstruction loss, on synthetic data."""
+    from mixgan.metrics.lpips_distance import load_lpips
+    from mixgan.train.fastgan import lpips_distance
+
+    device, smoke = ctx["device"], ctx["smoke"]
+    study = paper_study()
+    run = next(
+        key for key in study.runs
+        if key.backbone == "fastgan" and not study.method_parts(key.method)
+    )  # fmt: skip
+    spec = copy.deepcopy(study.run_spec(run))
+    spec.update(device=device.type, run=run.id)
+    spec["backbone"]["reconstruction"] = "mse"
+    if smoke:
+        spec["resolution"] = 32
+        spec["backbone"].update(ngf=8, ndf=8)
+    backbone = spec["backbone"]
+    pool = synthetic_pool(32 if smoke else 1000, spec["resolution"])
+    vgg, _ = load_lpips("vgg", None, allow_stand_in=True)
+    out: dict[str, Any] = {
+        "run": spec["run"],
+        "resolution": spec["resolution"],
+        "batch": backbone["train"]["batch"],
+        "ngf": backbone["ngf"],
+        "ndf": backbone["ndf"],
+        "data": "uniform random uint8 (synthetic)",
+        "lpips_vgg": "seeded untrained VGG-16 (timing only: the same arithmetic as the real one)",
+    }
+    steps = 4 if smoke else 4 * ctx["steps"]  # 64 steps = 0.512 kimg at batch 8
+    for name, variant in FASTGAN_VARIANTS.items():
+        backbone["train"].update(variant["train"])
+        for loss in ("mse", "lpips"):
+            LOG.info("variant %s, %s reconstruction", name, loss)
+            torch.manual_seed(0)
+            trainer = gan_trainer(spec, pool)
+            torch.backends.cudnn.benchmark = variant["cudnn_autotune"]
+            if loss == "lpips":
+                trainer.distance = lpips_distance(vgg.to(device))
+            out.setdefault(
+                "parameters", {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)}
+            )
+            out[f"{name}_{loss}"] = _time_trainer(trainer, steps, device)
+            ctx["save"](out)
+            del trainer
     return out
 
 
@@ -809,6 +876,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "inception": section_inception,
     "kernels": section_kernels,
     "stylegan2": section_stylegan2,
+    "fastgan": section_fastgan,
 }
 
 

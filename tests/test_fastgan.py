@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from itertools import pairwise
 
 import pandas as pd
 import pytest
@@ -89,6 +90,59 @@ def test_networks_at_256_have_the_authors_layout():
     assert logits.shape == (2, 50)
     assert [r.shape for r in recs] == [(2, 3, 128, 128)] * 3
     assert all(r.abs().max() <= 1 for r in recs)  # the decoders end in tanh
+
+
+def authors_parameter_counts_at_256(ngf: int = 64, ndf: int = 64, nz: int = 256) -> tuple:
+    """G and D parameter counts at 256² from the authors' module list (models.py), written
+    out layer by layer; G without its 128² output conv, which this code does not have."""
+    g = {r: int(m * ngf) for r, m in {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5}.items()}
+    d = {
+        r: int(m * ndf)
+        for r, m in {8: 16, 16: 8, 32: 4, 64: 2, 128: 1, 256: 0.5, 512: 0.25}.items()
+    }
+
+    def up(i, o, comp):  # conv3x3 (+noise) + BN(2o) [+ conv3x3 + noise + BN(2o)]
+        return i * 2 * o * 9 + 4 * o + (o * 2 * o * 9 + 4 * o + 2 if comp else 0)
+
+    def se(i, o):
+        return i * o * 16 + o * o
+
+    generator = nz * 2 * g[4] * 16 + 4 * g[4]  # transposed conv, BN
+    for r, comp in ((8, True), (16, False), (32, True), (64, False), (128, True), (256, False)):
+        generator += up(g[r // 2], g[r], comp)
+    generator += se(g[4], g[64]) + se(g[8], g[128]) + se(g[16], g[256]) + g[256] * 3 * 9
+
+    def down_comp(i, o):
+        return i * o * 16 + 2 * o + o * o * 9 + 2 * o + i * o + 2 * o
+
+    def decoder(i):
+        return (
+            i * 256 * 9
+            + 512
+            + 128 * 128 * 9
+            + 256
+            + 64 * 128 * 9
+            + 256
+            + 64 * 64 * 9
+            + 128
+            + 32 * 3 * 9
+        )
+
+    chain = [d[512], d[256], d[128], d[64], d[32], d[16]]
+    discriminator = 3 * d[512] * 9 + sum(down_comp(a, b) for a, b in pairwise(chain))
+    discriminator += d[16] * d[8] + 2 * d[8] + d[8] * 16  # rf_big
+    discriminator += se(d[512], d[64]) + se(d[256], d[32]) + se(d[128], d[16])
+    small = [d[256], d[128], d[64], d[32]]
+    discriminator += 3 * d[256] * 16 + sum(a * b * 16 + 2 * b for a, b in pairwise(small))
+    discriminator += d[32] * 16 + decoder(d[16]) + 2 * decoder(d[32])
+    return generator, discriminator
+
+
+def test_parameter_counts_at_256_match_the_authors_layers():
+    expected_g, expected_d = authors_parameter_counts_at_256()
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(Generator(z_dim=256, img_resolution=256)) == expected_g == 29_127_654
+    assert count(Discriminator(img_resolution=256)) == expected_d
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128, 512])

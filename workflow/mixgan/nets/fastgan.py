@@ -26,6 +26,7 @@ As in the authors' code the image is the last convolution's output without a ``t
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -297,9 +298,7 @@ class Discriminator(nn.Module):
             )
         side = self.big_size >> depth
         self.last_shape = (path[-1], side, side)  # of the map the logits and L_dist^D read
-        self.downs = nn.ModuleList(
-            DownBlockComp(a, b) for a, b in zip(path, path[1:], strict=False)
-        )
+        self.downs = nn.ModuleList(DownBlockComp(a, b) for a, b in pairwise(path))
         # SLE inside D: the map 3 stages up gates each of the last stages.
         self.sle = nn.ModuleDict(
             {str(k): SkipLayerExcitation(path[k - 3], path[k]) for k in range(3, depth + 1)}
@@ -315,7 +314,7 @@ class Discriminator(nn.Module):
         self.small = nn.Sequential(
             _conv(img_channels, small_path[0], 4, 2, 1),
             nn.LeakyReLU(0.2),
-            *(DownBlock(a, b) for a, b in zip(small_path, small_path[1:], strict=False)),
+            *(DownBlock(a, b) for a, b in pairwise(small_path)),
         )
         self.logits_small = _conv(ch[32], 1, 4, 1, 0)
         self.decoder_big = SimpleDecoder(ch[16], self.small_size, img_channels)

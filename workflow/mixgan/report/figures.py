@@ -136,8 +136,8 @@ def diversity_curves(spec: dict[str, Any]) -> plt.Figure:
     for samples, images in sorted(ceilings):
         axes[1].axhline(min(samples, images), color=grey, linestyle="--", linewidth=1)
         axes[1].annotate(f"ceiling: {samples} samples, {images} training images",
-                         (0.01, min(samples, images)), xycoords=("axes fraction", "data"),
-                         va="bottom", fontsize=MIN_FONT_PT, color=grey)  # fmt: skip
+                         (0.99, min(samples, images)), xycoords=("axes fraction", "data"),
+                         ha="right", va="bottom", fontsize=MIN_FONT_PT, color=grey)  # fmt: skip
     for axis in axes:
         axis.set_xlabel("training progress (kimg)")
         axis.legend()

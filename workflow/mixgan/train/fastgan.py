@@ -37,8 +37,6 @@ from mixgan.train import mixdl
 from mixgan.train.gan import GANTrainer
 from mixgan.train.parts import MixDL
 
-RECONSTRUCTIONS = ("lpips", "mse")
-
 
 def fastgan_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """FastGAN generator and discriminator constructor arguments of a run spec."""
@@ -63,6 +61,24 @@ def hinge_fake(logits: Tensor) -> Tensor:
 def mse_distance(images: Tensor, targets: Tensor) -> Tensor:
     """Per-image mean squared error ``[N]``."""
     return (images - targets).square().flatten(1).mean(1)
+
+
+def lpips_distance(module: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """Differentiable per-pair LPIPS of an ``lpips`` module (its weights frozen), images
+    below the LPIPS minimum size upsampled (bilinear) first."""
+    from mixgan.metrics import LPIPS_MIN_SIZE
+
+    module.requires_grad_(False)
+
+    def distance(images: Tensor, targets: Tensor) -> Tensor:
+        if images.shape[-1] < LPIPS_MIN_SIZE:
+            images, targets = (
+                F.interpolate(x, size=LPIPS_MIN_SIZE, mode="bilinear", align_corners=False)
+                for x in (images, targets)
+            )
+        return module(images, targets).flatten()
+
+    return distance
 
 
 def reconstruction_loss(
@@ -99,7 +115,7 @@ class FastGANTrainer(GANTrainer):
         kind = self.spec["backbone"]["reconstruction"]
         if kind == "mse":
             return mse_distance, None
-        from mixgan.metrics import LPIPS_MIN_SIZE, lpips_network
+        from mixgan.metrics import lpips_network
 
         weights: Path | None = self.paths.vgg_weights
         if weights is None:
@@ -110,18 +126,7 @@ class FastGANTrainer(GANTrainer):
                 f"{weights} is an untrained stand-in: FastGAN's reconstruction loss needs the "
                 "real VGG-16 (weights.vgg16), or reconstruction: mse"
             )
-        module.requires_grad_(False)
-
-        def lpips(images: Tensor, targets: Tensor) -> Tensor:
-            """Differentiable LPIPS-VGG per pair, upsampled to the LPIPS minimum size."""
-            if images.shape[-1] < LPIPS_MIN_SIZE:
-                images, targets = (
-                    F.interpolate(x, size=LPIPS_MIN_SIZE, mode="bilinear", align_corners=False)
-                    for x in (images, targets)
-                )
-            return module(images, targets).flatten()
-
-        return lpips, record
+        return lpips_distance(module), record
 
     def build_optimizers(
         self, d_params: list[torch.Tensor]
