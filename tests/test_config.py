@@ -129,16 +129,16 @@ def test_class_conditional_task_needs_labels(minimal_config, tmp_path):
 
 
 def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
-    minimal_config["parts"]["ndiv"] = {"kind": "ndiv"}
-    minimal_config["methods"]["ndiv"] = ["ndiv"]
-    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "ndiv"})
+    minimal_config["parts"]["remix"] = {"kind": "remix"}
+    minimal_config["methods"]["remix"] = ["remix"]
+    minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "remix"})
     minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "rank1", "lpips"]
     study = Study(minimal_config)
     assert (
-        study.runs[RunKey("shapes", "n12", "sg2", "ndiv", 0)]
-        == "part kind 'ndiv' is not implemented yet"
+        study.runs[RunKey("shapes", "n12", "sg2", "remix", 0)]
+        == "part kind 'remix' is not implemented yet"
     )
-    assert RunKey("shapes", "n12", "sg2", "ndiv", 0) not in study.runnable_runs()
+    assert RunKey("shapes", "n12", "sg2", "remix", 0) not in study.runnable_runs()
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
     assert pending[("none", "fid")] is None
     assert pending[("none", "rank1")] == "metric 'rank1' is not implemented yet"

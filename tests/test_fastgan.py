@@ -277,6 +277,25 @@ def test_mixdl_on_fastgan_trains_its_projection_logs_finite_distances_and_resume
     assert curve["reconstruction"].map(math.isfinite).all()
 
 
+def test_a_mode_collapse_regularizer_trains_fastgan_and_resumes_exactly(
+    minimal_config, data, tmp_path
+):
+    """MixDL's Table 2 baselines also train FastGAN: DistanceGAN's term joins G's loss on the
+    same fakes D judged, and a resumed run equals the uninterrupted one."""
+    config = fastgan_config(minimal_config)
+    config["parts"]["distancegan"] = {"kind": "distancegan"}
+    config["methods"]["distancegan"] = ["distancegan"]
+    config["tables"]["scoremix_table1"]["rows"].append({"backbone": "fg", "method": "distancegan"})
+    spec = Study(config).run_spec(RunKey("shapes", "n12", "fg", "distancegan", 0))
+    whole, resumed = train_whole_and_split(spec, 0.024, lambda run: paths(data, tmp_path / run))
+    assert whole["steps"] == resumed["steps"] == 12
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    assert (curve["distancegan_loss"] > 0).all()
+    split = pd.read_csv(tmp_path / "split" / "curve.csv")
+    pd.testing.assert_series_equal(curve["distancegan_loss"], split["distancegan_loss"])
+
+
 @pytest.mark.parametrize(
     ("resolution", "layers"), [(32, ["4", "8", "16"]), (256, ["4", "8", "16", "32"])]
 )

@@ -20,8 +20,11 @@ TRAINERS: dict[str, frozenset[str]] = {
 
 #: part ``kind``s the GAN training loop implements.
 PARTS: frozenset[str] = frozenset(
-    {"diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl"}
-)
+    {
+        "diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl", "msgan",
+        "ndiv", "distancegan",
+    }
+)  # fmt: skip
 
 #: metrics with an implementation in ``mixgan.metrics``.
 METRICS: frozenset[str] = frozenset(

@@ -136,8 +136,7 @@ class FastGANTrainer(GANTrainer):
         self.D_main = torch.compile(self.D) if compiled else self.D
         return self._adam(self.G.parameters(), None), self._adam(d_params, None)
 
-    def generate(self, batch: int) -> Tensor:
-        z = torch.randn(batch, self.G.z_dim, device=self.device)
+    def generate(self, z: Tensor) -> Tensor:
         with self.autocast():
             images = self.G_main(z)
         return images.float()
@@ -170,7 +169,9 @@ class FastGANTrainer(GANTrainer):
         # Discriminator: hinge losses and the reconstruction of the reals.
         self.set_d_trainable(True)
         if owner is None:
-            fake = self.augment(self.generate(batch))
+            z = self.sample_z(batch)
+            images = self.generate(z)
+            fake = self.augment(images)
             logits_real, recon = self.discriminate_real(real)
             with self.autocast():
                 logits_fake = self.D_main(fake.detach()).float()
@@ -192,6 +193,7 @@ class FastGANTrainer(GANTrainer):
         if owner is None:
             with self.autocast():
                 loss_g = -self.D_main(fake).float().mean()
+            loss_g = loss_g + self.g_regularization(z, images)
         else:
             loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)

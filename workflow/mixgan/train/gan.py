@@ -137,6 +137,8 @@ class GANTrainer:
         inputs = PartInputs(paths.augmented_zip, paths.scorenet, self.device)
         self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
+        for part in self.parts:
+            part.set_training_images(self.pool[: self.num_real])
         on_gpu = self.device.type == "cuda"
         self.precision = self.train_cfg["precision"] if on_gpu else "fp32"
         self.memory_format = (
@@ -252,22 +254,27 @@ class GANTrainer:
         """bf16 autocast for the synthesis network and D when the run's precision is bf16."""
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
 
-    def generate_ws(self, batch: int) -> torch.Tensor:
-        """Latents w (with style mixing) of a batch of new samples."""
-        ws = self.mapped_ws(batch)
+    def sample_z(self, count: int) -> torch.Tensor:
+        """Input latents z ~ N(0, I) of ``count`` new samples."""
+        return torch.randn(count, self.G.z_dim, device=self.device)
+
+    def generate_ws(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents w of samples with input latents ``z``, with style mixing: when drawn, the
+        layers from a random cutoff on take the styles of a second, new latent."""
+        ws = self.G.mapping(z, None, update_emas=True)
         if self.train_cfg["style_mixing"] > 0 and torch.rand(()) < self.train_cfg["style_mixing"]:
             cutoff = int(torch.randint(1, ws.shape[1], ()))
-            z2 = torch.randn(batch, self.G.z_dim, device=self.device)
+            z2 = self.sample_z(len(z))
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
         return ws
 
     def mapped_ws(self, count: int) -> torch.Tensor:
         """Latents w of ``count`` new samples without style mixing (for the parts)."""
-        z = torch.randn(count, self.G.z_dim, device=self.device)
-        return self.G.mapping(z, None, update_emas=True)
+        return self.G.mapping(self.sample_z(count), None, update_emas=True)
 
-    def generate(self, batch: int) -> torch.Tensor:
-        ws = self.generate_ws(batch)
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G's images ([-1, 1], float32) of input latents ``z``."""
+        ws = self.generate_ws(z)
         with self.autocast():
             images = self.synthesis_main(ws, noise_mode="random")
         return images.float()
@@ -286,6 +293,11 @@ class GANTrainer:
             logits = (self.D_main if main else self.D)(images, None)
         return logits.float()
 
+    def g_regularization(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The sum of the parts' ``g_regularizer`` terms for latents ``z`` and images."""
+        terms = [t for part in self.parts if (t := part.g_regularizer(z, images)) is not None]
+        return sum(terms, torch.zeros((), device=self.device))
+
     def set_d_trainable(self, trainable: bool) -> None:
         """Switch gradients of D and the parts' modules on (D steps) or off (G steps)."""
         for module in (self.D, *self.part_modules):
@@ -298,8 +310,9 @@ class GANTrainer:
         # Generator: non-saturating logistic loss.
         self.set_d_trainable(False)
         if owner is None:
-            logits_fake = self.discriminate(self.generate(batch))
-            loss_g = F.softplus(-logits_fake).mean()
+            z = self.sample_z(batch)
+            fake = self.generate(z)
+            loss_g = F.softplus(-self.discriminate(fake)).mean() + self.g_regularization(z, fake)
         else:
             loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)
@@ -313,7 +326,7 @@ class GANTrainer:
         # Discriminator: logistic loss plus the parts' regularizers.
         if owner is None:
             with torch.no_grad():
-                fake = self.generate(batch)
+                fake = self.generate(self.sample_z(batch))
         real = self.real_batch(batch)
         for part in self.parts:
             real = part.augment_real(real)
@@ -353,7 +366,7 @@ class GANTrainer:
         """Lazy path-length regularisation: weight E(|J_w^T y| - a)², a an EMA of |J_w^T y|,
         y ~ N(0, I / (H W)), on batch / pl_batch_shrink samples, scaled by the interval."""
         cfg = self.train_cfg
-        ws = self.generate_ws(max(batch // cfg["pl_batch_shrink"], 1))
+        ws = self.generate_ws(self.sample_z(max(batch // cfg["pl_batch_shrink"], 1)))
         with self.autocast():
             images = self.G.synthesis(ws, noise_mode="random").float()
         noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
@@ -563,7 +576,7 @@ def _log_row(
     labels = {"loss_g": "G", "loss_d": "D", "r1": "R1", **{k: k for k in trainer.extra_columns}}
     losses = "  ".join(f"{label} {means[key]:.4f}" for key, label in labels.items() if key in means)
     log.info(
-        "kimg %.2f/%.0f step %d  %s  %.2f s/kimg  ETA %s %s",
+        "kimg %.2f/%g step %d  %s  %.2f s/kimg  ETA %s %s",
         trainer.kimg, budget, trainer.step, losses, sec_per_kimg, _duration(eta),
         " ".join(f"{k} {v:.4g}" for k, v in part_stats.items()),
     )  # fmt: skip

@@ -1,24 +1,29 @@
 """Method parts: small objects that hook into the GAN loop without forking it.
 
 A method is a list of named parts from the config (``[diffaug, scoremix, ada]``). Each part may
-act at these points of a D step (the G step runs only ``augment_d_input``):
+act at these points of a D step:
 
 * ``extra_real`` — extra images D sees as real (ScoreMix's static augmented set);
 * ``augment_real`` — transform the real batch (ScoreMix's growing-mu mode, AugMix);
 * ``augment_d_input`` — transform every batch D sees, real and fake (mixup, CutMix,
-  DiffAugment, ADA);
+  DiffAugment, ADA); it also runs in G steps;
 * ``d_regularizer`` — extra loss terms of D (LeCam);
-* ``after_d_step`` — read D's outputs on reals (ADA's p).
+* ``after_d_step`` — read D's outputs on reals (ADA's p);
+
+and at one more point of a G step: ``g_regularizer`` — an extra loss term of G from the
+batch's latents z and images (MSGAN, N-Div, DistanceGAN). Before training,
+``set_training_images`` shows each part the training subset (DistanceGAN's statistics).
 
 A part may also take over whole steps (MixDL): ``computes_losses(step)`` says which steps,
 and on those the loop asks the part for the G step's loss (``g_loss``) and the D step's loss
 and logits (``d_loss``) instead of computing the standard non-saturating losses; it lends the
 part the networks, its latent sampling, the other parts' ``augment_d_input`` and its autocast
-(``Players``). The remaining hooks still run on such steps (``augment_real`` on the real batch,
-``d_regularizer`` and ``after_d_step`` with the part's logits). At most one part of a method
-may take over steps. Modules a part trains beside D (``trainable_modules``: heads reading D's
-features) are trained by D's optimiser with its Adam settings, frozen in G steps, and saved
-with the part's ``state_dict``.
+(``Players``). The remaining D-step hooks still run on such steps (``augment_real`` on the
+real batch, ``d_regularizer`` and ``after_d_step`` with the part's logits); ``g_regularizer``
+runs on standard steps only. At most one part of a method may take over steps. Modules a part
+trains beside D (``trainable_modules``: heads reading D's features) are trained by D's
+optimiser with its Adam settings, frozen in G steps, and saved with the part's
+``state_dict``.
 
 Parts run in the order of their ``stage`` (1: real data, 2: mixing within a batch,
 3: differentiable augmentation, 4: regularizers), config order within a stage, so
@@ -26,7 +31,8 @@ Parts run in the order of their ``stage`` (1: real data, 2: mixing within a batc
 
 A new augmentation or regularizer is one class here, one entry of ``PART_BUILDERS`` and one
 ``kind`` in the config schema (and ``mixgan.registry.PARTS``). MixDL's losses, samplers and
-heads live in ``mixgan.train.mixdl``.
+heads live in ``mixgan.train.mixdl``, the mode-collapse losses in
+``mixgan.train.mode_collapse``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from mixgan.augment.scoremix import ScoreMixer
 from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.nets.stylegan2 import Discriminator, FullyConnectedLayer, Generator
 from mixgan.scores import sample_lambdas
-from mixgan.train import mixdl
+from mixgan.train import mixdl, mode_collapse
 from mixgan.train.scorenet import load_score_net
 
 
@@ -108,6 +114,14 @@ class Part:
 
     def after_d_step(self, logits_real: torch.Tensor) -> None:
         """Called once per D step with D's logits on the (augmented) real batch."""
+
+    def g_regularizer(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
+        """An extra term of G's loss on a standard step: ``latents`` [B, z_dim] are the
+        samples' input latents z, ``images`` G's output ([-1, 1], before any augmentation)."""
+        return None
+
+    def set_training_images(self, images: torch.Tensor) -> None:
+        """Called once before training with the training subset (NCHW uint8, on the CPU)."""
 
     def trainable_modules(
         self, generator: Generator, discriminator: Discriminator
@@ -495,6 +509,81 @@ class MixDL(Part):
         self.last.update({k: v for k, v in state["last"].items() if k in self.last})
 
 
+class GeneratorRegularizer(Part):
+    """A mode-collapse regularizer of G (MixDL's Table 2 baselines): ``weight`` x a loss of
+    the batch's latents and images, added to G's loss on standard steps. The unweighted loss
+    of the latest step is logged as ``<kind>_loss``."""
+
+    stage = 4
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, settings: dict[str, Any]):
+        super().__init__(name, settings)
+        self.last: torch.Tensor | float = math.nan  # a tensor: no device sync per step
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_regularizer(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
+        value = self.loss(latents, images)
+        self.last = value.detach()
+        return self.settings["weight"] * value
+
+    def stats(self) -> dict[str, float]:
+        return {f"{self.kind}_loss": float(self.last)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": float(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last = state.get("last", math.nan)
+
+
+class ModeSeeking(GeneratorRegularizer):
+    """MSGAN's mode-seeking loss (``mode_collapse.mode_seeking_loss``)."""
+
+    kind = "msgan"
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return mode_collapse.mode_seeking_loss(latents, images)
+
+
+class NormalizedDiversity(GeneratorRegularizer):
+    """N-Div's normalized diversity loss with margin ``alpha``
+    (``mode_collapse.normalized_diversity_loss``)."""
+
+    kind = "ndiv"
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return mode_collapse.normalized_diversity_loss(latents, images, self.settings["alpha"])
+
+
+class DistancePreservation(GeneratorRegularizer):
+    """DistanceGAN's distance-preservation loss (``mode_collapse.distance_preservation_loss``),
+    standardised with N(0, I)'s statistics for z and the pair-distance statistics of the
+    first ``statistics_images`` training images (all pairs) for G(z)."""
+
+    kind = "distancegan"
+
+    def __init__(self, name: str, settings: dict[str, Any]):
+        super().__init__(name, settings)
+        self.image_statistics: tuple[float, float] | None = None
+
+    def set_training_images(self, images: torch.Tensor) -> None:
+        if len(images) < 2:
+            raise ValueError(f"part {self.name}: DistanceGAN needs at least 2 training images")
+        chosen = images[: self.settings["statistics_images"]].float() / 127.5 - 1
+        self.image_statistics = mode_collapse.distance_statistics(chosen)
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        if self.image_statistics is None:
+            raise RuntimeError(f"part {self.name}: set_training_images was not called")
+        latent_statistics = mode_collapse.gaussian_distance_statistics(latents.shape[1])
+        return mode_collapse.distance_preservation_loss(
+            latents, images, latent_statistics, self.image_statistics
+        )
+
+
 def _scoremix(name: str, settings: dict[str, Any], inputs: PartInputs) -> Part:
     if settings["mu"] != "growing":
         return ScoreMixStatic(name, settings, inputs.augmented_zip)
@@ -514,6 +603,9 @@ PART_BUILDERS: dict[str, Callable[[str, dict[str, Any], PartInputs], Part]] = {
     "cutmix": lambda name, settings, inputs: BatchMixing(name, settings, cutmix),
     "augmix": lambda name, settings, inputs: AugMixReal(name, settings),
     "mixdl": lambda name, settings, inputs: MixDL(name, settings),
+    "msgan": lambda name, settings, inputs: ModeSeeking(name, settings),
+    "ndiv": lambda name, settings, inputs: NormalizedDiversity(name, settings),
+    "distancegan": lambda name, settings, inputs: DistancePreservation(name, settings),
 }
 
 
