@@ -101,3 +101,12 @@ def prepare_shapes_subset(folder: Path, resolution: int = 16) -> dict[str, Any]:
     subset = make_subset_manifest(prepared, "n12", settings)
     write_json(folder / "n12.json", subset)
     return subset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A folder with the 16² procedural subset of ``prepare_shapes_subset`` (``p.zip``,
+    ``n12.json``); test modules that need another resolution define their own ``data``."""
+    folder = tmp_path_factory.mktemp("data")
+    prepare_shapes_subset(folder)
+    return folder

@@ -25,17 +25,10 @@ from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.diversity import measure_diversity
 from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
 
-from .conftest import final_generator, prepare_shapes_subset, same_tensors, train_whole_and_split
+from .conftest import final_generator, same_tensors, train_whole_and_split
 
 LOG = logging.getLogger("test")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    prepare_shapes_subset(folder)
-    return folder
 
 
 def tiny_spec(minimal_config, method="diffaug", kimg=0.096):

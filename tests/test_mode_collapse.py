@@ -14,17 +14,10 @@ from mixgan.train import mode_collapse
 from mixgan.train.gan import train_gan
 from mixgan.train.parts import DistancePreservation, build_parts
 
-from .conftest import final_generator, prepare_shapes_subset, same_tensors, train_whole_and_split
+from .conftest import final_generator, same_tensors, train_whole_and_split
 from .test_gan_training import LOG, paths, tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    prepare_shapes_subset(folder)
-    return folder
 
 
 def column(values: list[float]) -> torch.Tensor:
