@@ -353,3 +353,35 @@ def test_paper_study_dry_run_builds_its_dag(tmp_path):
     # every table, the ones with no computable cell too (they show the paper's values)
     assert int(stats["table"]) == len(load_config_file(REPO / "config" / "config.yaml")["tables"])
     assert int(stats["download_afhq"]) == 1
+
+
+def test_a_cdc_run_trains_after_its_source_run_and_reads_its_network(tmp_path):
+    """CDC's source_run joins the DAG: its training job runs first, and the adapted run's job
+    gets its network.pt as --source-model."""
+    config = tiny_config(tmp_path / "weights")
+    config["parts"]["cdc"] = {
+        "kind": "cdc",
+        "source_run": {"dataset": "shapes", "subset": "n12", "backbone": "sg2", "method": "none"},
+    }
+    config["methods"]["cdc"] = ["cdc"]
+    config["tables"] = {
+        "mixdl_table1": {
+            "paper": "mixdl",
+            "title": "CDC",
+            "defaults": {"dataset": "shapes", "subset": "n6", "backbone": "sg2"},
+            "rows": [{"label": "StyleGAN2 + CDC", "method": "cdc"}],
+            "metrics": ["fid"],
+        }
+    }
+    config["figures"] = {}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(
+        tmp_path, "-n", "-p", "--configfile", str(tmp_path / "config.yaml"), timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "mixgan train " in line]
+    assert len(commands) == 2
+    source, adapted = sorted(commands, key=lambda c: "/cdc/" in c)
+    assert "--run-dir results/tiny/runs/shapes/n12/sg2/none/seed0" in source
+    assert "--source-model" not in source
+    assert "--source-model results/tiny/runs/shapes/n12/sg2/none/seed0/network.pt" in adapted

@@ -300,6 +300,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--inception", type=Path, help="Inception weights for the periodic FID"),
     arg("--lpips-weights", type=Path, help="AlexNet weights for the diversity probe, when on"),
     arg("--vgg-weights", type=Path, help="VGG-16 weights for FastGAN's LPIPS reconstruction loss"),
+    arg("--source-model", type=Path, help="the source network.pt a CDC part adapts"),
     arg(
         "--subset-features",
         type=Path,
@@ -327,6 +328,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lpips_weights=args.lpips_weights,
         subset_features=args.subset_features,
         vgg_weights=args.vgg_weights,
+        source_model=args.source_model,
     )
     try:
         summary = train_gan(args.spec, paths, log)

@@ -217,6 +217,8 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
         source = part.get("source_model")
         if source is not None and source not in pretrained:
             problems.append(f"parts.{name}.source_model: '{source}' is not in weights.pretrained")
+        if "source_run" in part:
+            problems += _source_run_problems(config, f"parts.{name}.source_run", part["source_run"])
 
     for name, method in config["methods"].items():
         for index, part in enumerate(method):
@@ -259,6 +261,36 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
             problems.append(
                 f"figures.{figure_id}.published: '{published}' is not a table of this config"
             )
+    return problems
+
+
+def _source_run_problems(config: dict[str, Any], where: str, source: dict[str, Any]) -> list[str]:
+    """A CDC part's source run: defined coordinates, a StyleGAN2 backbone, no CDC itself."""
+    problems = [
+        f"{where}.{key}: '{source[key]}' is not defined in {section}"
+        for key, section in (
+            ("dataset", "datasets"),
+            ("backbone", "backbones"),
+            ("method", "methods"),
+        )
+        if source[key] not in config[section]
+    ]
+    dataset = config["datasets"].get(source["dataset"])
+    if (
+        dataset
+        and source["subset"] != FULL_SUBSET
+        and source["subset"] not in dataset["subsets"]["sizes"]
+    ):
+        problems.append(
+            f"{where}.subset: '{source['subset']}' is not defined in "
+            f"datasets.{source['dataset']}.subsets.sizes"
+        )
+    backbone = config["backbones"].get(source["backbone"])
+    if backbone and backbone["arch"] != "stylegan2":
+        problems.append(f"{where}.backbone: a CDC source must be a stylegan2 backbone")
+    parts = [config["parts"].get(p, {}) for p in config["methods"].get(source["method"], [])]
+    if any(part.get("kind") == "cdc" for part in parts):
+        problems.append(f"{where}.method: a CDC source cannot itself be adapted with CDC")
     return problems
 
 
@@ -507,13 +539,17 @@ class Study:
 
     def run_pending(self, run: RunKey) -> str | None:
         """Why ``run`` cannot be trained by this code version, or ``None``."""
+        backbone = self.config["backbones"][run.backbone]
         reasons = [
             registry.dataset_pending(self.config["datasets"][run.dataset]),
-            registry.backbone_pending(
-                self.config["backbones"][run.backbone], self.config["weights"]
-            ),
+            registry.backbone_pending(backbone, self.config["weights"]),
             *(registry.part_pending(p) for p in self.method_parts(run.method)),
         ]
+        if self.cdc_part(run.method) and backbone["arch"] != "stylegan2":
+            reasons.append(f"CDC adapts StyleGAN2 only, not '{backbone['arch']}'")
+        source = self.source_run(run.method)
+        if source is not None and (reason := self.run_pending(source)):
+            reasons.append(f"its CDC source run {source.id}: {reason}")
         reasons = [r for r in reasons if r]
         return "; ".join(reasons) if reasons else None
 
@@ -527,6 +563,10 @@ class Study:
             for cell in layout.cells:
                 for run in cell.runs:
                     runs[run] = self.run_pending(run)
+        for run, pending in list(runs.items()):  # CDC's source runs, trained first
+            source = self.source_run(run.method)
+            if source is not None and pending is None:
+                runs[source] = None
         return dict(sorted(runs.items()))
 
     def path_problems(self, base_dir: str | Path = ".") -> list[str]:
@@ -617,6 +657,16 @@ class Study:
 
     def scoremix_part(self, method: str) -> dict[str, Any] | None:
         return next((p for p in self.method_parts(method) if p["kind"] == "scoremix"), None)
+
+    def cdc_part(self, method: str) -> dict[str, Any] | None:
+        return next((p for p in self.method_parts(method) if p["kind"] == "cdc"), None)
+
+    def source_run(self, method: str) -> RunKey | None:
+        """The run a method's CDC part adapts from, when the workflow trains it."""
+        part = self.cdc_part(method)
+        if part is None or "source_run" not in part:
+            return None
+        return RunKey(**part["source_run"])
 
     def dataset(self, name: str) -> dict[str, Any]:
         return self.config["datasets"][name]

@@ -22,7 +22,7 @@ TRAINERS: dict[str, frozenset[str]] = {
 PARTS: frozenset[str] = frozenset(
     {
         "diffaug", "scoremix", "ada", "lecam", "mixup", "cutmix", "augmix", "mixdl", "msgan",
-        "ndiv", "distancegan",
+        "ndiv", "distancegan", "cdc",
     }
 )  # fmt: skip
 

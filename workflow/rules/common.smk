@@ -380,6 +380,11 @@ def train_inputs(wildcards):
         inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
     if uses_vgg_loss(STUDY.config["backbones"][run.backbone]):  # FastGAN's reconstruction
         inputs["vgg_weights"] = network_weights("vgg16")
+    cdc = STUDY.cdc_part(run.method)
+    if cdc and "source_run" in cdc:  # the source run trains first
+        inputs["source_model"] = run_path(STUDY.source_run(run.method), "network.pt")
+    elif cdc:
+        inputs["source_model"] = STUDY.config["weights"]["pretrained"][cdc["source_model"]]
     return inputs
 
 
@@ -395,8 +400,10 @@ def sample_model(wildcards):
 def optional_train_args(wildcards, input):
     """--augmented / --scorenet when the run's method has a ScoreMix part; --subset-features
     and --lpips-weights when its training probes diversity; --vgg-weights when its loss uses
-    LPIPS-VGG (FastGAN)."""
-    optional = ("augmented", "scorenet", "subset_features", "lpips_weights", "vgg_weights")
+    LPIPS-VGG (FastGAN); --source-model when it adapts a source with CDC."""
+    optional = (
+        "augmented", "scorenet", "subset_features", "lpips_weights", "vgg_weights", "source_model"
+    )
     names = [name for name in optional if name in input.keys()]
     return " ".join(
         f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names

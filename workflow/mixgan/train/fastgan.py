@@ -105,10 +105,10 @@ class FastGANTrainer(GANTrainer):
             FastGANMixDL(part.name, part.settings) if isinstance(part, MixDL) else part
             for part in self.parts
         ]
-        self.g_kwargs, d_kwargs = fastgan_kwargs(self.spec)
+        self.g_kwargs, self.d_kwargs = fastgan_kwargs(self.spec)
         self.distance, network = self._reconstruction_distance()
         self.loss_networks = {"reconstruction": network} if network else {}
-        return Generator(**self.g_kwargs), Discriminator(**d_kwargs)
+        return Generator(**self.g_kwargs), Discriminator(**self.d_kwargs)
 
     def _reconstruction_distance(self) -> tuple[Callable[[Tensor, Tensor], Tensor], dict | None]:
         """The distance of D's reconstructions (and the record of its network, for LPIPS)."""

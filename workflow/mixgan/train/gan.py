@@ -87,6 +87,7 @@ class TrainPaths:
     lpips_weights: Path | None = None
     subset_features: Path | None = None
     vgg_weights: Path | None = None
+    source_model: Path | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -134,7 +135,7 @@ class GANTrainer:
         self.train_cfg = spec["backbone"]["train"]
         self.device = pick_device(spec["device"])
         seed_everything(spec["seed"])
-        inputs = PartInputs(paths.augmented_zip, paths.scorenet, self.device)
+        inputs = PartInputs(paths.augmented_zip, paths.scorenet, paths.source_model, self.device)
         self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
         for part in self.parts:
@@ -154,6 +155,9 @@ class GANTrainer:
             net.to(self.device, memory_format=self.memory_format).train()
             for net in self.build_networks()
         )
+        for part in self.parts:  # CDC starts from a source model's weights
+            part.initialize_networks(self.G, self.D)
+            self.loss_networks.update(part.networks())
         # Modules the parts train beside D (MixDL's heads), with D's optimiser.
         self.part_modules = [
             module.to(self.device, memory_format=self.memory_format).train()
@@ -175,9 +179,9 @@ class GANTrainer:
 
     def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """G and D of the run (``self.g_kwargs`` keeps G's constructor arguments)."""
-        self.g_kwargs, d_kwargs = network_kwargs(self.spec)
+        self.g_kwargs, self.d_kwargs = network_kwargs(self.spec)
         use_fused_fir(self.device.type == "cuda" and self.train_cfg["fused_fir"])
-        return Generator(**self.g_kwargs), Discriminator(**d_kwargs)
+        return Generator(**self.g_kwargs), Discriminator(**self.d_kwargs)
 
     def build_optimizers(
         self, d_params: list[torch.Tensor]
@@ -667,6 +671,8 @@ def _finish(
                 "arch": spec["backbone"]["arch"],
                 "generator": state,
                 "generator_kwargs": trainer.g_kwargs,
+                "discriminator": trainer.D.state_dict(),  # the last one (a CDC source's D)
+                "discriminator_kwargs": trainer.d_kwargs,
                 "meta": meta,
             },
             tmp,

@@ -12,18 +12,20 @@ act at these points of a D step:
 
 and at one more point of a G step: ``g_regularizer`` — an extra loss term of G from the
 batch's latents z and images (MSGAN, N-Div, DistanceGAN). Before training,
-``set_training_images`` shows each part the training subset (DistanceGAN's statistics).
+``set_training_images`` shows each part the training subset (DistanceGAN's statistics) and
+``initialize_networks`` lets it set G's and D's starting weights (CDC's source model, whose
+record ``networks`` returns for the run's provenance).
 
-A part may also take over whole steps (MixDL): ``computes_losses(step)`` says which steps,
+A part may also take over whole steps (MixDL, CDC): ``computes_losses(step)`` says which steps,
 and on those the loop asks the part for the G step's loss (``g_loss``) and the D step's loss
 and logits (``d_loss``) instead of computing the standard non-saturating losses; it lends the
-part the networks, its latent sampling, the other parts' ``augment_d_input`` and its autocast
-(``Players``). The remaining D-step hooks still run on such steps (``augment_real`` on the
-real batch, ``d_regularizer`` and ``after_d_step`` with the part's logits); ``g_regularizer``
-runs on standard steps only. At most one part of a method may take over steps. Modules a part
-trains beside D (``trainable_modules``: heads reading D's features) are trained by D's
-optimiser with its Adam settings, frozen in G steps, and saved with the part's
-``state_dict``.
+part the networks, the step, its latent sampling, the other parts' ``augment_d_input`` and
+its autocast (``Players``). The remaining D-step hooks still run on such steps
+(``augment_real`` on the real batch, ``d_regularizer`` and ``after_d_step`` with the part's
+logits); ``g_regularizer`` runs on standard steps only. At most one part of a method may
+take over steps. Modules a part trains beside D (``trainable_modules``: heads reading D's
+features) are trained by D's optimiser with its Adam settings, frozen in G steps, and saved
+with the part's ``state_dict``.
 
 Parts run in the order of their ``stage`` (1: real data, 2: mixing within a batch,
 3: differentiable augmentation, 4: regularizers), config order within a stage, so
@@ -32,11 +34,12 @@ Parts run in the order of their ``stage`` (1: real data, 2: mixing within a batc
 A new augmentation or regularizer is one class here, one entry of ``PART_BUILDERS`` and one
 ``kind`` in the config schema (and ``mixgan.registry.PARTS``). MixDL's losses, samplers and
 heads live in ``mixgan.train.mixdl``, the mode-collapse losses in
-``mixgan.train.mode_collapse``.
+``mixgan.train.mode_collapse``, CDC's in ``mixgan.train.cdc``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +57,7 @@ from mixgan.augment.scoremix import ScoreMixer
 from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.nets.stylegan2 import Discriminator, FullyConnectedLayer, Generator
 from mixgan.scores import sample_lambdas
-from mixgan.train import mixdl, mode_collapse
+from mixgan.train import cdc, mixdl, mode_collapse
 from mixgan.train.scorenet import load_score_net
 
 
@@ -64,6 +67,7 @@ class PartInputs:
 
     augmented_zip: Path | None = None
     scorenet: Path | None = None
+    source_model: Path | None = None
     device: torch.device = torch.device("cpu")
 
 
@@ -72,6 +76,15 @@ class Players(Protocol):
 
     G: Generator
     D: Discriminator
+    step: int
+
+    def sample_z(self, count: int) -> torch.Tensor:
+        """Input latents z ~ N(0, I) of ``count`` new samples."""
+        ...
+
+    def generate_ws(self, z: torch.Tensor) -> torch.Tensor:
+        """w [len(z), num_ws, w_dim] of input latents ``z``, with the run's style mixing."""
+        ...
 
     def mapped_ws(self, count: int) -> torch.Tensor:
         """w [count, num_ws, w_dim] of new latents z ~ N(0, I), without style mixing."""
@@ -122,6 +135,15 @@ class Part:
 
     def set_training_images(self, images: torch.Tensor) -> None:
         """Called once before training with the training subset (NCHW uint8, on the CPU)."""
+
+    def initialize_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        """Called once with the new G and D (on their device), before the EMA copy of G,
+        the parts' modules and the optimisers exist; a resumed run then loads its
+        checkpoint over them."""
+
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Records (path, SHA-256, stand-in flag) of pretrained networks the part uses."""
+        return {}
 
     def trainable_modules(
         self, generator: Generator, discriminator: Discriminator
@@ -509,6 +531,143 @@ class MixDL(Part):
         self.last.update({k: v for k, v in state["last"].items() if k in self.last})
 
 
+class CDC(Part):
+    """Cross-domain correspondence (Ojha et al. 2021; ``mixgan.train.cdc``): adapt a source
+    StyleGAN2 (``--source-model``, a ``network.pt`` with G and D) to the training images.
+
+    G and D start from the source (its G_ema, where the official code loads the source's
+    raw G, and its last D); a frozen copy of the source G anchors the distance consistency.
+    Every step is the part's: on steps with ``step % anchor_every == 0`` the fakes come from
+    latents near ``anchors`` fixed anchors (z = anchor + N(0, anchor_std²), no style mixing)
+    and D's full output judges them; on the others z ~ N(0, I) with the run's style mixing and
+    a patch-level head (a 3x3 conv on one of the first ``patch_layers`` D activations at
+    ``patch_resolutions``, drawn per D call, as MixDL's heads) judges reals and fakes. G's
+    loss adds ``weight`` x KL(p || q) over ``distance_batch`` new latents, each compared with
+    the others at a synthesis layer drawn for it (every layer but the first and last). The
+    images pass through the method's other ``augment_d_input`` parts. The loop's lazy R1 uses
+    D's full output on every step (the official code's R1 follows the step's level).
+    Logged: ``cdc_distance``, the unweighted distance loss of the latest step.
+    """
+
+    stage = 4
+    takes_steps = True
+
+    def __init__(self, name: str, settings: dict[str, Any], source_model: Path | None):
+        super().__init__(name, settings)
+        if source_model is None:
+            raise ValueError(f"part {name}: CDC needs its source model (--source-model)")
+        self.source_model = source_model
+        self.source: Generator | None = None
+        self.record: dict[str, Any] = {}
+        self.anchors: torch.Tensor | None = None
+        self.layer_names: list[str] = []
+        self.patch_heads: mixdl.PatchHeads | None = None
+        self.patch_names: list[str] = []
+        self.last: torch.Tensor | float = math.nan
+
+    def initialize_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        if not isinstance(generator, Generator):
+            raise ValueError(f"part {self.name}: CDC adapts a StyleGAN2 generator")
+        g_state, d_state, self.record = cdc.load_source(self.source_model, generator, discriminator)
+        generator.load_state_dict(g_state)
+        discriminator.load_state_dict(d_state)
+        self.source = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.layer_names = mixdl.generator_layer_candidates(generator.synthesis)
+        device = next(generator.parameters()).device
+        self.anchors = torch.randn(self.settings["anchors"], generator.z_dim, device=device)
+
+    def networks(self) -> dict[str, dict[str, Any]]:
+        return {"cdc_source": self.record}
+
+    def trainable_modules(
+        self, generator: Generator, discriminator: Discriminator
+    ) -> list[nn.Module]:
+        taps = mixdl.patch_taps(discriminator, self.settings["patch_resolutions"])
+        taps = taps[: self.settings["patch_layers"]]
+        self.patch_names = [name for name, _ in taps]
+        self.patch_heads = mixdl.PatchHeads([channels for _, channels in taps])
+        return [self.patch_heads]
+
+    def computes_losses(self, step: int) -> bool:
+        return True
+
+    def _near_anchors(self, players: Players) -> bool:
+        return players.step % self.settings["anchor_every"] == 0
+
+    def _fake_ws(self, players: Players, batch: int) -> torch.Tensor:
+        if self._near_anchors(players):
+            z = cdc.sample_near_anchors(self.anchors, batch, self.settings["anchor_std"])
+            return players.G.mapping(z, None, update_emas=True)
+        return players.generate_ws(players.sample_z(batch))
+
+    def _discriminate(self, players: Players, images: torch.Tensor) -> torch.Tensor:
+        """D's full logits [N, 1] near the anchors, else a random head's patch logits
+        [N, 1, H, W], of ``images`` after the other parts' augmentations."""
+        images = players.augment(images)
+        with players.autocast():
+            if self._near_anchors(players):
+                return players.D(images, None).float()
+            features: dict[str, torch.Tensor] = {}
+            index = int(torch.randint(len(self.patch_names), ()))
+            players.D(images, None, features=features)
+            return self.patch_heads(features[self.patch_names[index]], index).float()
+
+    def g_loss(self, players: Players, batch: int) -> torch.Tensor:
+        ws = self._fake_ws(players, batch)
+        with players.autocast():
+            images = players.G.synthesis(ws, noise_mode="random").float()
+        loss = F.softplus(-self._discriminate(players, images)).mean()
+        distance = self.distance(players)
+        self.last = distance.detach()
+        return loss + self.settings["weight"] * distance
+
+    def distance(self, players: Players) -> torch.Tensor:
+        """The unweighted distance-consistency loss on ``distance_batch`` new latents."""
+        z = players.sample_z(self.settings["distance_batch"])
+        layers = torch.randint(len(self.layer_names), (len(z),))
+        source: dict[str, torch.Tensor] = {}
+        target: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            self.source.synthesis(
+                self.source.mapping(z, None), noise_mode="random", features=source
+            )
+        with players.autocast():
+            players.G.synthesis(players.G.mapping(z, None), noise_mode="random", features=target)
+        return cdc.distance_consistency(
+            cdc.within_batch_similarities(target, self.layer_names, layers),
+            cdc.within_batch_similarities(source, self.layer_names, layers),
+        )
+
+    def d_loss(
+        self, players: Players, real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            ws = self._fake_ws(players, len(real))
+            with players.autocast():
+                fake = players.G.synthesis(ws, noise_mode="random").float()
+        logits_real = self._discriminate(players, real)
+        logits_fake = self._discriminate(players, fake)
+        loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        return loss, _per_image(logits_real), _per_image(logits_fake)
+
+    def stats(self) -> dict[str, float]:
+        return {"cdc_distance": float(self.last)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "anchors": self.anchors.cpu(),
+            "patch_heads": self.patch_heads.state_dict(),
+            "last": float(self.last),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.anchors = state["anchors"].to(self.anchors.device)
+        self.patch_heads.load_state_dict(state["patch_heads"])
+        self.last = state["last"]
+
+
 class GeneratorRegularizer(Part):
     """A mode-collapse regularizer of G (MixDL's Table 2 baselines): ``weight`` x a loss of
     the batch's latents and images, added to G's loss on standard steps. The unweighted loss
@@ -606,6 +765,7 @@ PART_BUILDERS: dict[str, Callable[[str, dict[str, Any], PartInputs], Part]] = {
     "msgan": lambda name, settings, inputs: ModeSeeking(name, settings),
     "ndiv": lambda name, settings, inputs: NormalizedDiversity(name, settings),
     "distancegan": lambda name, settings, inputs: DistancePreservation(name, settings),
+    "cdc": lambda name, settings, inputs: CDC(name, settings, inputs.source_model),
 }
 
 

@@ -1,0 +1,195 @@
+"""CDC (cross-domain correspondence): the distance-consistency loss on given numbers, the
+source model's checks, the adaptation in the GAN loop, and its place in the study's DAG."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mixgan.config import RunKey, Study
+from mixgan.errors import ConfigError
+from mixgan.nets.stylegan2 import Discriminator, Generator
+from mixgan.train import cdc
+from mixgan.train.gan import GANTrainer, network_kwargs, train_gan
+
+from .conftest import final_generator, same_tensors, train_whole_and_split
+from .test_gan_training import LOG, paths, tiny_spec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_within_batch_similarities_leave_each_sample_out_and_use_its_own_layer():
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    second = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    features = {"a": first, "b": second}
+    r = 1 / math.sqrt(2)
+    similarities = cdc.within_batch_similarities(features, ["a", "b"], torch.tensor([0, 0, 1]))
+    # sample 0 at layer a: vs 1, 2; sample 1 at a: vs 0, 2; sample 2 at layer b: vs 0, 1
+    expected = torch.tensor([[0.0, r], [0.0, r], [0.0, 0.0]])
+    torch.testing.assert_close(similarities, expected)
+
+
+def test_distance_consistency_is_torchs_kl_div_of_the_source_distribution():
+    torch.manual_seed(0)
+    target, source = torch.randn(4, 3), torch.randn(4, 3)
+    # The official call is nn.KLDivLoss()(log q, p): its default "mean" reduction is the
+    # element-wise sum over the 12 entries divided by 12.
+    reference = (
+        nn.KLDivLoss(reduction="sum")(
+            torch.log(torch.softmax(target, dim=1)), torch.softmax(source, dim=1)
+        )
+        / target.numel()
+    )
+    torch.testing.assert_close(cdc.distance_consistency(target, source), reference)
+    assert float(cdc.distance_consistency(source, source)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_latents_near_anchors_stay_within_the_noise_of_one_anchor():
+    torch.manual_seed(0)
+    anchors = 10 * torch.randn(5, 8)
+    z = cdc.sample_near_anchors(anchors, 400, std=0.05)
+    nearest = torch.cdist(z, anchors).min(dim=1)
+    assert float(nearest.values.max()) < 0.05 * 8  # about 0.05 * sqrt(8) on average
+    assert set(nearest.indices.tolist()) == set(range(5))  # every anchor gets latents
+    offsets = z - anchors[nearest.indices]
+    assert float(offsets.std()) == pytest.approx(0.05, rel=0.1)
+
+
+def cdc_config(minimal_config, **part):
+    config = copy.deepcopy(minimal_config)
+    config["datasets"]["shapes"]["subsets"]["sizes"]["n24"] = {"count": 24}
+    config["parts"]["cdc"] = {
+        "kind": "cdc",
+        "source_run": {"dataset": "shapes", "subset": "n24", "backbone": "sg2", "method": "none"},
+        "patch_resolutions": [16, 8],
+        "patch_layers": 2,
+        "anchors": 3,
+        **part,
+    }
+    config["methods"]["cdc"] = ["cdc"]
+    config["tables"]["scoremix_table1"]["rows"].append({"method": "cdc"})
+    return config
+
+
+def test_the_source_run_joins_the_study_and_the_cdc_run_waits_for_it(minimal_config):
+    config = cdc_config(minimal_config)
+    fastgan = {"arch": "fastgan", "task": "unconditional", "reconstruction": "mse"}
+    config["backbones"]["fg"] = fastgan
+    config["tables"]["scoremix_table1"]["rows"].append({"method": "cdc", "backbone": "fg"})
+    study = Study(config)
+    source = RunKey("shapes", "n24", "sg2", "none", 0)
+    assert study.source_run("cdc") == source and study.runs[source] is None
+    assert study.runs[RunKey("shapes", "n12", "sg2", "cdc", 0)] is None
+    assert "CDC adapts StyleGAN2 only" in study.runs[RunKey("shapes", "n12", "fg", "cdc", 0)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"source_run": {"dataset": "shapes", "backbone": "sg2", "method": "nope"}},
+         "parts.cdc.source_run.method: 'nope' is not defined in methods"),
+        ({"source_run": {"dataset": "shapes", "subset": "n99", "backbone": "sg2",
+                         "method": "none"}},
+         "parts.cdc.source_run.subset: 'n99' is not defined"),
+        ({"source_run": {"dataset": "shapes", "backbone": "sg2", "method": "cdc"}},
+         "parts.cdc.source_run.method: a CDC source cannot itself be adapted"),
+        ({"source_model": "ffhq"}, "parts.cdc.source_model: 'ffhq' is not in weights.pretrained"),
+    ],
+)  # fmt: skip
+def test_a_bad_cdc_source_is_rejected_with_its_key(minimal_config, change, message):
+    config = cdc_config(minimal_config)
+    config["parts"]["cdc"].pop("source_run")
+    config["parts"]["cdc"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        Study(config)
+
+
+def test_a_cdc_part_takes_one_source(minimal_config):
+    config = cdc_config(minimal_config, source_model="ffhq")
+    config["weights"] = {"pretrained": {"ffhq": "ffhq.pt"}}
+    with pytest.raises(ConfigError, match="parts.cdc"):
+        Study(config, check_paths=False)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, data):
+    """A tiny StyleGAN2 run's network.pt: the source of the adaptations below."""
+    from .conftest import MINIMAL_CONFIG
+
+    run_dir = tmp_path_factory.mktemp("source")
+    train_gan(tiny_spec(copy.deepcopy(MINIMAL_CONFIG), method="none", kimg=0.032),
+              paths(data, run_dir), LOG)  # fmt: skip
+    return run_dir / "network.pt"
+
+
+def cdc_spec(minimal_config, kimg=0.064, **part):
+    spec = tiny_spec(cdc_config(minimal_config, **part), method="cdc", kimg=kimg)
+    spec["backbone"]["train"]["checkpoint_every_kimg"] = 0.032
+    return spec
+
+
+def cdc_paths(data, run_dir, source):
+    run_paths = paths(data, run_dir)
+    run_paths.source_model = source
+    return run_paths
+
+
+def test_cdc_starts_from_the_source_and_records_it(minimal_config, data, tmp_path, source):
+    trainer = GANTrainer(cdc_spec(minimal_config), cdc_paths(data, tmp_path, source), LOG)
+    snapshot = torch.load(source, weights_only=True)
+    assert same_tensors(trainer.G.state_dict(), snapshot["generator"])
+    assert same_tensors(trainer.G_ema.state_dict(), snapshot["generator"])
+    assert same_tensors(trainer.D.state_dict(), snapshot["discriminator"])
+    [part] = trainer.parts
+    assert not any(p.requires_grad for p in part.source.parameters())
+    # The first two of D's activations at 16² and 8² (b16.conv0, b16.conv1, b8.conv0).
+    assert part.patch_names == ["b16.conv0", "b16.conv1"]
+    assert trainer.loss_networks["cdc_source"]["path"] == str(source)
+    assert len(trainer.loss_networks["cdc_source"]["sha256"]) == 64
+
+
+def test_cdc_trains_logs_its_distance_and_resumes_exactly(minimal_config, data, tmp_path, source):
+    spec = cdc_spec(minimal_config)
+    whole, resumed = train_whole_and_split(
+        spec, 0.032, lambda run: cdc_paths(data, tmp_path / run, source)
+    )
+    assert whole["steps"] == resumed["steps"] == 8
+    assert whole["loss_networks"]["cdc_source"]["path"] == str(source)
+    assert same_tensors(final_generator(tmp_path / "whole"), final_generator(tmp_path / "split"))
+    curve = pd.read_csv(tmp_path / "whole" / "curve.csv")
+    assert curve["cdc_distance"].map(math.isfinite).all() and (curve["cdc_distance"] >= 0).all()
+    # The weights moved away from the source's.
+    snapshot = torch.load(source, weights_only=True)
+    assert not same_tensors(final_generator(tmp_path / "whole"), snapshot["generator"])
+
+
+def test_the_distance_term_reaches_g(minimal_config, data, tmp_path, source):
+    """Weight 0 and weight 1000 draw the same random numbers; only G's gradients differ."""
+    for weight in (0, 1000):
+        spec = cdc_spec(minimal_config, kimg=0.016, weight=weight)
+        train_gan(spec, cdc_paths(data, tmp_path / str(weight), source), LOG)
+    assert not same_tensors(final_generator(tmp_path / "0"), final_generator(tmp_path / "1000"))
+
+
+def test_a_source_of_another_architecture_is_rejected_naming_the_tensor(minimal_config, tmp_path):
+    spec = cdc_spec(minimal_config)
+    g_kwargs, d_kwargs = network_kwargs(spec)
+    wider = {**g_kwargs, "channel_base": 2 * g_kwargs["channel_base"]}
+    torch.save(
+        {
+            "arch": "stylegan2",
+            "generator": Generator(**wider).state_dict(),
+            "discriminator": Discriminator(**d_kwargs).state_dict(),
+        },
+        tmp_path / "wider.pt",
+    )
+    with pytest.raises(ValueError, match=r"wider.pt \(generator\): tensor .* has shape"):
+        cdc.load_source(tmp_path / "wider.pt", Generator(**g_kwargs), Discriminator(**d_kwargs))
+    torch.save({"arch": "stylegan2", "generator": {}}, tmp_path / "g_only.pt")
+    with pytest.raises(ValueError, match="discriminator missing"):
+        cdc.load_source(tmp_path / "g_only.pt", Generator(**g_kwargs), Discriminator(**d_kwargs))
