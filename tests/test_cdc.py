@@ -109,6 +109,19 @@ def test_a_bad_cdc_source_is_rejected_with_its_key(minimal_config, change, messa
         Study(config)
 
 
+def test_a_source_run_of_other_networks_is_rejected_before_anything_trains(minimal_config):
+    config = cdc_config(minimal_config)
+    config["datasets"]["big"] = copy.deepcopy(config["datasets"]["shapes"]) | {"resolution": 32}
+    config["backbones"]["wide"] = copy.deepcopy(config["backbones"]["sg2"]) | {"w_dim": 32}
+    config["parts"]["cdc"]["source_run"] = {"dataset": "big", "backbone": "wide", "method": "none"}
+    with pytest.raises(ConfigError) as error:
+        Study(config)
+    assert (
+        "parts.cdc.source_run: big/full/wide/none/seed0 builds other networks than "
+        "shapes/n12/sg2/cdc/seed0 (resolution 32 vs 16, w_dim 32 vs 512)"
+    ) in str(error.value)
+
+
 def test_a_cdc_part_takes_one_source(minimal_config):
     config = cdc_config(minimal_config, source_model="ffhq")
     config["weights"] = {"pretrained": {"ffhq": "ffhq.pt"}}

@@ -30,6 +30,16 @@ from mixgan.errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 FULL_SUBSET = "full"
 COORDINATES = ("dataset", "subset", "backbone", "method")
+#: backbone keys that, with the dataset's resolution, shape the tensors of StyleGAN2's G and D
+#: (``mixgan.train.gan.network_kwargs``): a CDC source must agree on all of them.
+STYLEGAN2_ARCHITECTURE = (
+    "width",
+    "channel_base",
+    "channel_max",
+    "z_dim",
+    "w_dim",
+    "mapping_layers",
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -480,10 +490,11 @@ class Study:
         for section in ("tables", "figures"):
             for layout_id, entry in self.config[section].items():
                 self.layouts[layout_id] = self._expand(layout_id, section, entry)
+        problems = self.source_problems()
         if check_paths:
-            problems = self.path_problems(base_dir)
-            if problems:
-                raise ConfigError(problems)
+            problems += self.path_problems(base_dir)
+        if problems:
+            raise ConfigError(problems)
 
     # -- grid ---------------------------------------------------------------------------
 
@@ -568,6 +579,36 @@ class Study:
             if source is not None and pending is None:
                 runs[source] = None
         return dict(sorted(runs.items()))
+
+    def source_problems(self) -> list[str]:
+        """CDC runs whose source run would build other networks (found before it trains)."""
+        problems = set()
+        for run, pending in self.runs.items():
+            source = self.source_run(run.method)
+            if source is None or pending is not None:
+                continue
+            differences = [
+                f"{key} {theirs} vs {ours}"
+                for key, theirs, ours in zip(
+                    ("resolution", *STYLEGAN2_ARCHITECTURE),
+                    self._architecture(source),
+                    self._architecture(run),
+                    strict=True,
+                )
+                if theirs != ours
+            ]
+            if differences:
+                part = self.cdc_part(run.method)["name"]
+                problems.add(
+                    f"parts.{part}.source_run: {source.id} builds other networks than "
+                    f"{run.id} ({', '.join(differences)})"
+                )
+        return sorted(problems)
+
+    def _architecture(self, run: RunKey) -> tuple[Any, ...]:
+        backbone = self.config["backbones"][run.backbone]
+        resolution = self.dataset(run.dataset)["resolution"]
+        return (resolution, *(backbone[key] for key in STYLEGAN2_ARCHITECTURE))
 
     def path_problems(self, base_dir: str | Path = ".") -> list[str]:
         """Missing files among the datasets and weights that runnable runs will read."""
