@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixgan.augment.mixing import MIXERS, augmix, cutmix, cutmix_boxes, mixup
+from mixgan.augment.mixing import cutmix, cutmix_boxes, make_augmix, mixers, mixup
 from mixgan.augment.scoremix import ScoreMixer, draw_pairs, make_augmented_set
 from mixgan.nets.ncsn import ScoreNet
 from mixgan.scores import geometric_sigmas, scoremix
@@ -41,6 +41,7 @@ def test_cutmix_pastes_one_box_of_area_one_minus_lambda():
 def test_augmix_uses_x1_only_and_follows_the_generator_seed():
     x1, x2 = images(0), images(1)
     lam = torch.full((6,), 0.5)
+    augmix = make_augmix()
     a = augmix(x1, x2, lam, torch.Generator().manual_seed(3))
     b = augmix(x1, images(2), lam * 0, torch.Generator().manual_seed(3))
     c = augmix(x1, x2, lam, torch.Generator().manual_seed(4))
@@ -57,8 +58,8 @@ def score_net():
 
 def test_every_mixer_has_the_same_interface(score_net):
     x1, x2, lam = images(0), images(1), torch.full((6,), 0.3)
-    mixers = {**MIXERS, "scoremix": ScoreMixer(score_net, steps=2)}
-    for name, mixer in mixers.items():
+    every = {**mixers(), "scoremix": ScoreMixer(score_net, steps=2)}
+    for name, mixer in every.items():
         out = mixer(x1, x2, lam, torch.Generator().manual_seed(0))
         assert out.shape == x1.shape and out.dtype == x1.dtype, name
         assert out.min() >= 0 and out.max() <= 1, name

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchvision.transforms import v2
 
 Mixer = Callable[[Tensor, Tensor, Tensor, "torch.Generator | None"], Tensor]
 
@@ -62,6 +61,8 @@ def cutmix(x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | Non
 
 def make_augmix(severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0) -> Mixer:
     """An AugMix mixer with these settings (defaults: the reference implementation's)."""
+    from torchvision.transforms import v2  # imported here: torchvision takes ~2 s to import
+
     transform = v2.AugMix(
         severity=severity, mixture_width=width, chain_depth=depth, alpha=alpha, all_ops=True
     )
@@ -80,7 +81,6 @@ def make_augmix(severity: int = 3, width: int = 3, depth: int = -1, alpha: float
     return augmix
 
 
-augmix = make_augmix()
-
-
-MIXERS: dict[str, Mixer] = {"mixup": mixup, "cutmix": cutmix, "augmix": augmix}
+def mixers() -> dict[str, Mixer]:
+    """The three baseline mixers by name (AugMix with the reference settings)."""
+    return {"mixup": mixup, "cutmix": cutmix, "augmix": make_augmix()}

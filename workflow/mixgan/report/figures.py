@@ -197,7 +197,7 @@ def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     """
     import torch
 
-    from mixgan.augment.mixing import MIXERS
+    from mixgan.augment.mixing import mixers
     from mixgan.augment.scoremix import ScoreMixer, draw_pairs
     from mixgan.io import read_json
     from mixgan.scores import sample_lambdas
@@ -216,14 +216,15 @@ def augmentation_grid(spec: dict[str, Any]) -> plt.Figure:
     lam = lam[(lam >= 0.3) & (lam <= 0.7)][:count]
     pairs = draw_pairs(len(pixels), count, generator)
     x1, x2 = pixels[pairs[:, 0]], pixels[pairs[:, 1]]
-    mixers = {
-        "mixup": MIXERS["mixup"],
-        "CutMix": MIXERS["cutmix"],
-        "AugMix": MIXERS["augmix"],
+    baselines = mixers()
+    mixers_by_label = {
+        "mixup": baselines["mixup"],
+        "CutMix": baselines["cutmix"],
+        "AugMix": baselines["augmix"],
         "ScoreMix": ScoreMixer.from_part(load_score_net(cell["scorenet"]), cell["scoremix"]),
     }
     columns = {"x1": x1, "x2": x2}
-    columns.update({name: mix(x1, x2, lam, generator) for name, mix in mixers.items()})
+    columns.update({name: mix(x1, x2, lam, generator) for name, mix in mixers_by_label.items()})
     figure, axes = plt.subplots(
         count, len(columns), figsize=(1.6 * len(columns), 1.6 * count + 0.8), squeeze=False
     )
