@@ -166,6 +166,22 @@ def test_cdc_starts_from_the_source_and_records_it(minimal_config, data, tmp_pat
     assert len(trainer.loss_networks["cdc_source"]["sha256"]) == 64
 
 
+def test_r1_follows_the_level_of_the_step(minimal_config, data, tmp_path, source):
+    """Near the anchors R1 differentiates D's output, elsewhere a patch head's: only then do
+    the heads get gradients and move."""
+    trainer = GANTrainer(cdc_spec(minimal_config), cdc_paths(data, tmp_path, source), LOG)
+    [part] = trainer.parts
+    real = trainer.real_batch(8)
+    heads = copy.deepcopy(part.patch_heads.state_dict())
+    trainer.step = 4  # anchor_every 4: image level
+    trainer.r1_step(real, part)
+    assert same_tensors(part.patch_heads.state_dict(), heads)
+    trainer.step = 5
+    assert part.r1_logits(trainer, real).shape == (8, 1)
+    trainer.r1_step(real, part)
+    assert not same_tensors(part.patch_heads.state_dict(), heads)
+
+
 def test_cdc_trains_logs_its_distance_and_resumes_exactly(minimal_config, data, tmp_path, source):
     spec = cdc_spec(minimal_config)
     whole, resumed = train_whole_and_split(

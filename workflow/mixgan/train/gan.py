@@ -352,7 +352,7 @@ class GANTrainer:
 
         r1 = torch.zeros((), device=self.device)
         if self.train_cfg["r1_gamma"] > 0 and self.step % self.train_cfg["r1_interval"] == 0:
-            r1 = self.r1_step(real)
+            r1 = self.r1_step(real, owner)
 
         self.update_ema(batch)
         self.step += 1
@@ -382,10 +382,13 @@ class GANTrainer:
         self.opt_g.step()
         return penalty.detach()
 
-    def r1_step(self, real: torch.Tensor) -> torch.Tensor:
-        """Lazy R1: gamma/2 E||grad_x D(x)||² on reals, scaled by the interval."""
+    def r1_step(self, real: torch.Tensor, owner: Part | None = None) -> torch.Tensor:
+        """Lazy R1: gamma/2 E||grad_x D(x)||² on reals, scaled by the interval; on a step a
+        part computes, of the logits the part's ``r1_logits`` gives (default: D's)."""
         real = real.detach().requires_grad_(True)
-        logits = self.discriminate(real, main=False)
+        logits = owner.r1_logits(self, real) if owner is not None else None
+        if logits is None:
+            logits = self.discriminate(real, main=False)
         (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         penalty = grad.square().sum(dim=[1, 2, 3]).mean()
         loss = penalty * (self.train_cfg["r1_gamma"] / 2) * self.train_cfg["r1_interval"]

@@ -22,7 +22,8 @@ and logits (``d_loss``) instead of computing the standard non-saturating losses;
 part the networks, the step, its latent sampling, the other parts' ``augment_d_input`` and
 its autocast (``Players``). The remaining D-step hooks still run on such steps
 (``augment_real`` on the real batch, ``d_regularizer`` and ``after_d_step`` with the part's
-logits); ``g_regularizer`` runs on standard steps only. At most one part of a method may
+logits, and the lazy R1 on the part's ``r1_logits`` when it gives some: CDC's patch level);
+``g_regularizer`` runs on standard steps only. At most one part of a method may
 take over steps. Modules a part trains beside D (``trainable_modules``: heads reading D's
 features) are trained by D's optimiser with its Adam settings, frozen in G steps, and saved
 with the part's ``state_dict``.
@@ -168,6 +169,11 @@ class Part:
         ``augment_real`` hooks), with the logits on reals and fakes that the other hooks and
         the training curve get (one value per image, ``[N, 1]``)."""
         raise NotImplementedError
+
+    def r1_logits(self, players: Players, real: torch.Tensor) -> torch.Tensor | None:
+        """On a step this part computes, the logits [N, 1] of the (augmented) reals ``real``
+        whose input gradient the lazy R1 penalises, differentiable twice; ``None``: D's."""
+        return None
 
     def stats(self) -> dict[str, float]:
         """Values to log in the training curve."""
@@ -544,8 +550,9 @@ class CDC(Part):
     ``patch_resolutions``, drawn per D call, as MixDL's heads) judges reals and fakes. G's
     loss adds ``weight`` x KL(p || q) over ``distance_batch`` new latents, each compared with
     the others at a synthesis layer drawn for it (every layer but the first and last). The
-    images pass through the method's other ``augment_d_input`` parts. The loop's lazy R1 uses
-    D's full output on every step (the official code's R1 follows the step's level).
+    images pass through the method's other ``augment_d_input`` parts. The lazy R1 follows
+    the step's level, as the official code's: D's output near the anchors, else the per-image
+    mean of a drawn head's patch logits.
     Logged: ``cdc_distance``, the unweighted distance loss of the latest step.
     """
 
@@ -649,6 +656,9 @@ class CDC(Part):
         logits_fake = self._discriminate(players, fake)
         loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         return loss, _per_image(logits_real), _per_image(logits_fake)
+
+    def r1_logits(self, players: Players, real: torch.Tensor) -> torch.Tensor | None:
+        return _per_image(self._discriminate(players, real))
 
     def stats(self) -> dict[str, float]:
         return {"cdc_distance": float(self.last)}
