@@ -7,8 +7,8 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``env``: torch, CUDA and the device;
 * ``consistency``: the networks and ScoreMix give the same numbers on the GPU as on the CPU
   (strict fp32), and demo-scale training (score network, then StyleGAN2 with DiffAugment and
-  online ScoreMix, and with MixDL in TF32 and in bf16 channels-last) and the NCSNv2 sampler
-  run on the GPU;
+  online ScoreMix, with MixDL in TF32 and in bf16 channels-last, and CDC in bf16
+  channels-last) and the NCSNv2 sampler run on the GPU;
 * ``scoremix``: Algorithm 1 at 256² with the full-size score network (ngf 128): images per
   second per batch size and numeric precision, and the augment rule's own code path
   (``make_augmented_set``) for one batch of 100 steps;
@@ -186,13 +186,18 @@ def demo_study() -> Study:
     )
 
 
-def gan_trainer(spec: dict[str, Any], pool: torch.Tensor, scorenet: Path | None = None):
+def gan_trainer(
+    spec: dict[str, Any],
+    pool: torch.Tensor,
+    scorenet: Path | None = None,
+    source_model: Path | None = None,
+):
     """The run's trainer, its real images ``pool`` (NCHW uint8) instead of a subset zip."""
     from mixgan.train import gan
 
     paths = gan.TrainPaths(
         Path("unused.zip"), Path("unused.json"), Path("unused"), Path("unused.pt"),
-        Path("unused.csv"), scorenet=scorenet,
+        Path("unused.csv"), scorenet=scorenet, source_model=source_model,
     )  # fmt: skip
     original = gan.load_real_pool
     gan.load_real_pool = lambda paths, parts: (pool, len(pool))
@@ -316,6 +321,26 @@ def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
         losses = [trainer.train_step() for _ in range(4)]
         out[f"mixdl_{name}_losses_finite"] = losses_finite(losses)
         out[f"mixdl_{name}_stats"] = {part.name: part.stats() for part in trainer.parts}
+    # CDC on the device in bf16 with channels-last: its source is the demo's source run's
+    # networks after 4 steps (written as the network.pt the workflow would pass).
+    cdc_run = next(key for key in study.runnable_runs() if key.method == "cdc")
+    source_spec = copy.deepcopy(study.run_spec(study.source_run("cdc")))
+    source_spec["device"] = device.type
+    source = gan_trainer(source_spec, images)
+    for _ in range(4):
+        source.train_step()
+    torch.save(
+        {"arch": "stylegan2", "generator": source.G_ema.state_dict(),
+         "discriminator": source.D.state_dict()},
+        work / "source.pt",
+    )  # fmt: skip
+    spec = copy.deepcopy(study.run_spec(cdc_run))
+    spec["device"] = device.type
+    spec["backbone"]["train"].update(precision="bf16", channels_last=True, r1_interval=1)
+    trainer = gan_trainer(spec, images, source_model=work / "source.pt")
+    losses = [trainer.train_step() for _ in range(5)]  # steps 0 and 4 near the anchors
+    out["cdc_bf16_channels_last_losses_finite"] = losses_finite(losses)
+    out["cdc_bf16_channels_last_stats"] = {part.name: part.stats() for part in trainer.parts}
     net = load_score_net(work / "scorenet.pt", device)
     samples = annealed_langevin(net, 4, steps_each=1)
     out["ncsnv2_sampler_finite_in_range"] = bool(
