@@ -331,7 +331,7 @@ def section_consistency(ctx: dict[str, Any]) -> dict[str, Any]:
         source.train_step()
     torch.save(
         {"arch": "stylegan2", "generator": source.G_ema.state_dict(),
-         "discriminator": source.D.state_dict()},
+         "generator_last": source.G.state_dict(), "discriminator": source.D.state_dict()},
         work / "source.pt",
     )  # fmt: skip
     spec = copy.deepcopy(study.run_spec(cdc_run))

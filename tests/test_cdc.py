@@ -135,9 +135,24 @@ def source(tmp_path_factory, data):
     from .conftest import MINIMAL_CONFIG
 
     run_dir = tmp_path_factory.mktemp("source")
-    train_gan(tiny_spec(copy.deepcopy(MINIMAL_CONFIG), method="none", kimg=0.032),
-              paths(data, run_dir), LOG)  # fmt: skip
+    run_paths = paths(data, run_dir)
+    run_paths.keep_networks = True
+    train_gan(tiny_spec(copy.deepcopy(MINIMAL_CONFIG), method="none", kimg=0.032), run_paths, LOG)
     return run_dir / "network.pt"
+
+
+def test_only_a_source_keeps_its_raw_g_and_d(data, tmp_path, source):
+    """network.pt of a plain run holds the selected G_ema only; a CDC source's (trained with
+    --keep-networks) also the last raw G and D, which differ from G_ema."""
+    from .conftest import MINIMAL_CONFIG
+
+    train_gan(tiny_spec(copy.deepcopy(MINIMAL_CONFIG), method="none", kimg=0.016),
+              paths(data, tmp_path), LOG)  # fmt: skip
+    plain = torch.load(tmp_path / "network.pt", weights_only=True)
+    assert "generator_last" not in plain and "discriminator" not in plain
+    kept = torch.load(source, weights_only=True)
+    assert {"generator_last", "discriminator", "discriminator_kwargs"} <= kept.keys()
+    assert not same_tensors(kept["generator_last"], kept["generator"])
 
 
 def cdc_spec(minimal_config, kimg=0.064, **part):
@@ -155,10 +170,11 @@ def cdc_paths(data, run_dir, source):
 def test_cdc_starts_from_the_source_and_records_it(minimal_config, data, tmp_path, source):
     trainer = GANTrainer(cdc_spec(minimal_config), cdc_paths(data, tmp_path, source), LOG)
     snapshot = torch.load(source, weights_only=True)
-    assert same_tensors(trainer.G.state_dict(), snapshot["generator"])
+    assert same_tensors(trainer.G.state_dict(), snapshot["generator_last"])
     assert same_tensors(trainer.G_ema.state_dict(), snapshot["generator"])
     assert same_tensors(trainer.D.state_dict(), snapshot["discriminator"])
     [part] = trainer.parts
+    assert same_tensors(part.source.state_dict(), snapshot["generator_last"])
     assert not any(p.requires_grad for p in part.source.parameters())
     # The first two of D's activations at 16² and 8² (b16.conv0, b16.conv1, b8.conv0).
     assert part.patch_names == ["b16.conv0", "b16.conv1"]
@@ -195,6 +211,7 @@ def test_cdc_trains_logs_its_distance_and_resumes_exactly(minimal_config, data, 
     # The weights moved away from the source's.
     snapshot = torch.load(source, weights_only=True)
     assert not same_tensors(final_generator(tmp_path / "whole"), snapshot["generator"])
+    assert "discriminator" not in torch.load(tmp_path / "whole" / "network.pt", weights_only=True)
 
 
 def test_the_distance_term_reaches_g(minimal_config, data, tmp_path, source):
@@ -209,16 +226,18 @@ def test_a_source_of_another_architecture_is_rejected_naming_the_tensor(minimal_
     spec = cdc_spec(minimal_config)
     g_kwargs, d_kwargs = network_kwargs(spec)
     wider = {**g_kwargs, "channel_base": 2 * g_kwargs["channel_base"]}
+    wide_g = Generator(**wider).state_dict()
     torch.save(
         {
             "arch": "stylegan2",
-            "generator": Generator(**wider).state_dict(),
+            "generator": wide_g,
+            "generator_last": wide_g,
             "discriminator": Discriminator(**d_kwargs).state_dict(),
         },
         tmp_path / "wider.pt",
     )
-    with pytest.raises(ValueError, match=r"wider.pt \(generator\): tensor .* has shape"):
+    with pytest.raises(ValueError, match=r"wider.pt \(G\): tensor .* has shape"):
         cdc.load_source(tmp_path / "wider.pt", Generator(**g_kwargs), Discriminator(**d_kwargs))
     torch.save({"arch": "stylegan2", "generator": {}}, tmp_path / "g_only.pt")
-    with pytest.raises(ValueError, match="discriminator missing"):
+    with pytest.raises(ValueError, match="--keep-networks .* missing generator_last, discrim"):
         cdc.load_source(tmp_path / "g_only.pt", Generator(**g_kwargs), Discriminator(**d_kwargs))

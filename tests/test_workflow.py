@@ -383,5 +383,6 @@ def test_a_cdc_run_trains_after_its_source_run_and_reads_its_network(tmp_path):
     assert len(commands) == 2
     source, adapted = sorted(commands, key=lambda c: "/cdc/" in c)
     assert "--run-dir results/tiny/runs/shapes/n12/sg2/none/seed0" in source
-    assert "--source-model" not in source
+    assert "--source-model" not in source and "--keep-networks" in source
     assert "--source-model results/tiny/runs/shapes/n12/sg2/none/seed0/network.pt" in adapted
+    assert "--keep-networks" not in adapted

@@ -302,6 +302,11 @@ def cmd_augment(args: argparse.Namespace) -> None:
     arg("--vgg-weights", type=Path, help="VGG-16 weights for FastGAN's LPIPS reconstruction loss"),
     arg("--source-model", type=Path, help="the source network.pt a CDC part adapts"),
     arg(
+        "--keep-networks",
+        action="store_true",
+        help="also keep the last G and D in network.pt (a CDC source)",
+    ),
+    arg(
         "--subset-features",
         type=Path,
         help="Inception pool features of the training subset, for the diversity probe "
@@ -329,6 +334,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         subset_features=args.subset_features,
         vgg_weights=args.vgg_weights,
         source_model=args.source_model,
+        keep_networks=args.keep_networks,
     )
     try:
         summary = train_gan(args.spec, paths, log)

@@ -702,6 +702,10 @@ class Study:
     def cdc_part(self, method: str) -> dict[str, Any] | None:
         return next((p for p in self.method_parts(method) if p["kind"] == "cdc"), None)
 
+    def source_runs(self) -> set[RunKey]:
+        """The runs some CDC part adapts from (their network.pt keeps G and D)."""
+        return {s for m in self.config["methods"] if (s := self.source_run(m)) is not None}
+
     def source_run(self, method: str) -> RunKey | None:
         """The run a method's CDC part adapts from, when the workflow trains it."""
         part = self.cdc_part(method)

@@ -400,11 +400,13 @@ def sample_model(wildcards):
 def optional_train_args(wildcards, input):
     """--augmented / --scorenet when the run's method has a ScoreMix part; --subset-features
     and --lpips-weights when its training probes diversity; --vgg-weights when its loss uses
-    LPIPS-VGG (FastGAN); --source-model when it adapts a source with CDC."""
+    LPIPS-VGG (FastGAN); --source-model when it adapts a source with CDC; --keep-networks
+    when it is a CDC part's source run (its network.pt then also holds G and D)."""
     optional = (
         "augmented", "scorenet", "subset_features", "lpips_weights", "vgg_weights", "source_model"
     )
     names = [name for name in optional if name in input.keys()]
-    return " ".join(
-        f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names
-    )
+    args = [f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in names]
+    if run_key(wildcards) in STUDY.source_runs():
+        args.append("--keep-networks")
+    return " ".join(args)

@@ -1,7 +1,8 @@
 """Few-shot adaptation by cross-domain correspondence (CDC; Ojha et al., CVPR 2021).
 
-A StyleGAN2 pretrained on a source domain is adapted to a few target images. G and D start
-from the source's weights; a frozen copy of the source G keeps, for every latent z_i of a
+A StyleGAN2 pretrained on a source domain is adapted to a few target images. G, G_ema and D
+start from the source's (as the official code: its raw G, G_ema and D); a frozen copy of the
+source's raw G keeps, for every latent z_i of a
 small batch, the distribution of its feature similarities to the batch's other latents:
 
     p_i = softmax_j sim(G_s^l(z_i), G_s^l(z_j)),   q_i = softmax_j sim(G_t^l(z_i), G_t^l(z_j)),
@@ -28,25 +29,29 @@ from mixgan.train import mixdl
 
 def load_source(
     path: Path, generator: nn.Module, discriminator: nn.Module
-) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
-    """G's and D's weights from a source ``network.pt`` (``mixgan train`` output of a
-    StyleGAN2 run), checked against the run's networks, and the file's record."""
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+    """The source's networks from a ``network.pt`` that ``mixgan train --keep-networks`` wrote
+    for a StyleGAN2 run (the workflow does for a CDC ``source_run``): ``G`` (the last raw
+    generator), ``G_ema`` (the selected one) and ``D`` (the last), each checked against the
+    run's networks; and the file's record."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"CDC source model {path} does not exist")
     snapshot = torch.load(path, map_location="cpu", weights_only=True)
-    if snapshot.get("arch") != "stylegan2" or "discriminator" not in snapshot:
+    missing = [key for key in ("generator_last", "discriminator") if key not in snapshot]
+    if snapshot.get("arch") != "stylegan2" or missing:
         raise ValueError(
-            f"CDC source model {path}: needs the network.pt of a StyleGAN2 run with its "
-            f"discriminator (this one: arch {snapshot.get('arch')!r}, "
-            f"discriminator {'present' if 'discriminator' in snapshot else 'missing'})"
+            f"CDC source model {path}: needs the network.pt of a StyleGAN2 run trained with "
+            f"--keep-networks (this one: arch {snapshot.get('arch')!r}, "
+            f"missing {', '.join(missing) or 'nothing'})"
         )
-    for role, state, module in (
-        ("generator", snapshot["generator"], generator),
-        ("discriminator", snapshot["discriminator"], discriminator),
-    ):
-        check_compatible(state, module, f"CDC source model {path} ({role})")
-    record = {"path": str(path), "sha256": sha256_file(path), "stand_in": False}
-    return snapshot["generator"], snapshot["discriminator"], record
+    states = {
+        "G": snapshot["generator_last"],
+        "G_ema": snapshot["generator"],
+        "D": snapshot["discriminator"],
+    }
+    for role, module in (("G", generator), ("G_ema", generator), ("D", discriminator)):
+        check_compatible(states[role], module, f"CDC source model {path} ({role})")
+    return states, {"path": str(path), "sha256": sha256_file(path), "stand_in": False}
 
 
 def check_compatible(state: dict[str, Tensor], module: nn.Module, what: str) -> None:

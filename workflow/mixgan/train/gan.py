@@ -88,6 +88,7 @@ class TrainPaths:
     subset_features: Path | None = None
     vgg_weights: Path | None = None
     source_model: Path | None = None
+    keep_networks: bool = False  # network.pt also holds the last G and D (a CDC source)
 
     @property
     def work_dir(self) -> Path:
@@ -165,6 +166,9 @@ class GANTrainer:
             for module in part.trainable_modules(self.G, self.D)
         ]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        for part in self.parts:
+            if (ema := part.initial_ema()) is not None:
+                self.G_ema.load_state_dict(ema)
         d_params = [*self.D.parameters(), *(p for m in self.part_modules for p in m.parameters())]
         self.opt_g, self.opt_d = self.build_optimizers(d_params)
         self.pl_mean = torch.zeros((), device=self.device)
@@ -668,18 +672,20 @@ def _finish(
         "loss_networks": trainer.loss_networks,
         "provenance": provenance(),
     }
+    snapshot = {
+        "arch": spec["backbone"]["arch"],
+        "generator": state,
+        "generator_kwargs": trainer.g_kwargs,
+        "meta": meta,
+    }
+    if paths.keep_networks:  # what CDC adapts: the last raw G and D
+        snapshot |= {
+            "generator_last": trainer.G.state_dict(),
+            "discriminator": trainer.D.state_dict(),
+            "discriminator_kwargs": trainer.d_kwargs,
+        }
     with atomic_path(paths.network_out) as tmp:
-        torch.save(
-            {
-                "arch": spec["backbone"]["arch"],
-                "generator": state,
-                "generator_kwargs": trainer.g_kwargs,
-                "discriminator": trainer.D.state_dict(),  # the last one (a CDC source's D)
-                "discriminator_kwargs": trainer.d_kwargs,
-                "meta": meta,
-            },
-            tmp,
-        )
+        torch.save(snapshot, tmp)
     with atomic_path(paths.curve_out) as tmp:
         shutil.copyfile(work / "curve.csv", tmp)
     log.info("done: %s; %.1f kimg in %s", selected, trainer.kimg, _duration(trainer.elapsed))

@@ -13,8 +13,8 @@ act at these points of a D step:
 and at one more point of a G step: ``g_regularizer`` — an extra loss term of G from the
 batch's latents z and images (MSGAN, N-Div, DistanceGAN). Before training,
 ``set_training_images`` shows each part the training subset (DistanceGAN's statistics) and
-``initialize_networks`` lets it set G's and D's starting weights (CDC's source model, whose
-record ``networks`` returns for the run's provenance).
+``initialize_networks`` and ``initial_ema`` let it set the starting weights of G, D and G_ema
+(CDC's source model, whose record ``networks`` returns for the run's provenance).
 
 A part may also take over whole steps (MixDL, CDC): ``computes_losses(step)`` says which steps,
 and on those the loop asks the part for the G step's loss (``g_loss``) and the D step's loss
@@ -141,6 +141,10 @@ class Part:
         """Called once with the new G and D (on their device), before the EMA copy of G,
         the parts' modules and the optimisers exist; a resumed run then loads its
         checkpoint over them."""
+
+    def initial_ema(self) -> dict[str, torch.Tensor] | None:
+        """G_ema's starting weights when not G's (CDC: the source's G_ema), or ``None``."""
+        return None
 
     def networks(self) -> dict[str, dict[str, Any]]:
         """Records (path, SHA-256, stand-in flag) of pretrained networks the part uses."""
@@ -541,8 +545,8 @@ class CDC(Part):
     """Cross-domain correspondence (Ojha et al. 2021; ``mixgan.train.cdc``): adapt a source
     StyleGAN2 (``--source-model``, a ``network.pt`` with G and D) to the training images.
 
-    G and D start from the source (its G_ema, where the official code loads the source's
-    raw G, and its last D); a frozen copy of the source G anchors the distance consistency.
+    G, G_ema and D start from the source's last raw G, its selected G_ema and its last D, as
+    the official code's; a frozen copy of the source's raw G anchors the distance consistency.
     Every step is the part's: on steps with ``step % anchor_every == 0`` the fakes come from
     latents near ``anchors`` fixed anchors (z = anchor + N(0, anchor_std²), no style mixing)
     and D's full output judges them; on the others z ~ N(0, I) with the run's style mixing and
@@ -565,6 +569,7 @@ class CDC(Part):
             raise ValueError(f"part {name}: CDC needs its source model (--source-model)")
         self.source_model = source_model
         self.source: Generator | None = None
+        self.source_ema: dict[str, torch.Tensor] = {}
         self.record: dict[str, Any] = {}
         self.anchors: torch.Tensor | None = None
         self.layer_names: list[str] = []
@@ -575,13 +580,17 @@ class CDC(Part):
     def initialize_networks(self, generator: nn.Module, discriminator: nn.Module) -> None:
         if not isinstance(generator, Generator):
             raise ValueError(f"part {self.name}: CDC adapts a StyleGAN2 generator")
-        g_state, d_state, self.record = cdc.load_source(self.source_model, generator, discriminator)
-        generator.load_state_dict(g_state)
-        discriminator.load_state_dict(d_state)
+        states, self.record = cdc.load_source(self.source_model, generator, discriminator)
+        generator.load_state_dict(states["G"])
+        discriminator.load_state_dict(states["D"])
         self.source = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.source_ema = states["G_ema"]
         self.layer_names = mixdl.generator_layer_candidates(generator.synthesis)
         device = next(generator.parameters()).device
         self.anchors = torch.randn(self.settings["anchors"], generator.z_dim, device=device)
+
+    def initial_ema(self) -> dict[str, torch.Tensor] | None:
+        return self.source_ema
 
     def networks(self) -> dict[str, dict[str, Any]]:
         return {"cdc_source": self.record}
