@@ -110,3 +110,11 @@ def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     prepare_shapes_subset(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def data32(tmp_path_factory) -> Path:
+    """The same as ``data`` at 32² (FastGAN's and BigGAN's smallest resolution)."""
+    folder = tmp_path_factory.mktemp("data32")
+    prepare_shapes_subset(folder, resolution=32)
+    return folder

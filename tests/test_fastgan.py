@@ -28,17 +28,15 @@ from mixgan.train.fastgan import (
 )
 from mixgan.train.gan import TrainPaths, train_gan
 
-from .conftest import final_generator, prepare_shapes_subset, same_tensors, train_whole_and_split
+from .conftest import final_generator, same_tensors, train_whole_and_split
 
 LOG = logging.getLogger("test")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data32")
-    prepare_shapes_subset(folder, resolution=32)
-    return folder
+def data(data32):
+    return data32
 
 
 def fastgan_config(minimal_config, **backbone):

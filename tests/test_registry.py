@@ -35,6 +35,8 @@ def test_registry_matches_the_code_registries():
     # Every GAN arch with a trainer has a generator class that network.pt files load into.
     assert set(registry.TRAINERS) == {"score_sampler", *sample.GENERATORS}
     assert set(ARCH_TRAIN_DEFAULTS) | set(ARCH_UNUSED_TRAIN) <= set(sample.GENERATORS)
+    assert set(registry.ARCH_MISSING_PARTS) <= set(sample.GENERATORS)
+    assert set().union(*registry.ARCH_MISSING_PARTS.values()) <= registry.PARTS
 
 
 def _normalise(requirement: str) -> str:

@@ -264,9 +264,11 @@ def cmd_train_scorenet(args: argparse.Namespace) -> None:
     THREADS,
 )
 def cmd_augment(args: argparse.Namespace) -> None:
+    import torch
+
     from mixgan.augment.scoremix import ScoreMixer, make_augmented_set
     from mixgan.data.imagezip import write_image_zip
-    from mixgan.io import write_json
+    from mixgan.io import read_json, write_json
     from mixgan.metrics.inception import pick_device
     from mixgan.provenance import provenance
     from mixgan.train.scorenet import load_score_net
@@ -274,9 +276,11 @@ def cmd_augment(args: argparse.Namespace) -> None:
     _threads(args)
     score_net = load_score_net(args.scorenet, pick_device(args.spec["device"]))
     mixer = ScoreMixer.from_part(score_net, args.spec)
+    labels = [image["label"] for image in read_json(args.subset)["images"]]
     images, record = make_augmented_set(
-        _subset_images(args.data, args.subset), mixer, args.spec, args.batch
-    )
+        _subset_images(args.data, args.subset), mixer, args.spec, args.batch,
+        torch.tensor(labels) if None not in labels else None,
+    )  # fmt: skip
     write_image_zip(args.out_zip, images)
     write_json(args.out_json, {**record, "spec": args.spec, "provenance": provenance()})
 

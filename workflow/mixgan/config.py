@@ -29,6 +29,9 @@ from mixgan.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 FULL_SUBSET = "full"
+
+#: output resolutions ``mixgan.nets.biggan`` builds (BigGAN-PyTorch's architectures)
+BIGGAN_RESOLUTIONS = (32, 64, 128, 256)
 COORDINATES = ("dataset", "subset", "backbone", "method")
 #: backbone keys that, with the dataset's resolution, shape the tensors of StyleGAN2's G and D
 #: (``mixgan.train.gan.network_kwargs``): a CDC source must agree on all of them.
@@ -151,15 +154,20 @@ ARCH_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch": 8, "lr": 0.0002, "betas": [0.5, 0.999], "ema_kimg": 5.54,
         "r1_gamma": 0.0, "pl_weight": 0.0, "style_mixing": 0.0,
     },
+    "biggan": {
+        "batch": 512, "lr": 0.0001, "betas": [0.0, 0.999], "ema_kimg": 3549.0,
+        "r1_gamma": 0.0, "pl_weight": 0.0, "style_mixing": 0.0,
+    },
 }  # fmt: skip
 
 #: train settings an arch has no use for: arch -> {key: what it would switch on}
 ARCH_UNUSED_TRAIN: dict[str, dict[str, str]] = {
-    "fastgan": {
+    arch: {
         "r1_gamma": "R1 regularisation",
         "pl_weight": "path-length regularisation",
         "style_mixing": "style mixing",
-    },
+    }
+    for arch in ("fastgan", "biggan")
 }
 
 
@@ -490,7 +498,7 @@ class Study:
         for section in ("tables", "figures"):
             for layout_id, entry in self.config[section].items():
                 self.layouts[layout_id] = self._expand(layout_id, section, entry)
-        problems = self.source_problems()
+        problems = self.source_problems() + self.conditional_problems()
         if check_paths:
             problems += self.path_problems(base_dir)
         if problems:
@@ -554,7 +562,7 @@ class Study:
         reasons = [
             registry.dataset_pending(self.config["datasets"][run.dataset]),
             registry.backbone_pending(backbone, self.config["weights"]),
-            *(registry.part_pending(p) for p in self.method_parts(run.method)),
+            *(registry.part_pending(p, backbone["arch"]) for p in self.method_parts(run.method)),
         ]
         if self.cdc_part(run.method) and backbone["arch"] != "stylegan2":
             reasons.append(f"CDC adapts StyleGAN2 only, not '{backbone['arch']}'")
@@ -603,6 +611,31 @@ class Study:
                     f"parts.{part}.source_run: {source.id} builds other networks than "
                     f"{run.id} ({', '.join(differences)})"
                 )
+        return sorted(problems)
+
+    def conditional_problems(self) -> list[str]:
+        """Class-conditional runs at a resolution BigGAN does not build, or with a ScoreMix set
+        mixed across classes (found before training; unlabelled datasets are a layout
+        problem)."""
+        problems = set()
+        for run, pending in self.runs.items():
+            backbone = self.config["backbones"][run.backbone]
+            if pending is not None or backbone["task"] != "class_conditional":
+                continue
+            dataset = self.dataset(run.dataset)
+            if dataset["resolution"] not in BIGGAN_RESOLUTIONS:
+                problems.add(
+                    f"datasets.{run.dataset}.resolution: {dataset['resolution']}, but BigGAN "
+                    f"(backbone {run.backbone}) builds {', '.join(map(str, BIGGAN_RESOLUTIONS))}"
+                )
+            for part in self.method_parts(run.method):
+                static = part["kind"] == "scoremix" and part["mu"] != "growing"
+                if static and part["mu"] > 0 and part["pairs"] != "same_class":
+                    problems.add(
+                        f"parts.{part['name']}.pairs: '{part['pairs']}', but the class-"
+                        f"conditional run {run.id} needs same_class (an augmented image keeps "
+                        "its pair's class)"
+                    )
         return sorted(problems)
 
     def _architecture(self, run: RunKey) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ TRAINERS: dict[str, frozenset[str]] = {
     "stylegan2": frozenset({"unconditional", "few_shot"}),
     "score_sampler": frozenset({"unconditional", "few_shot"}),
     "fastgan": frozenset({"unconditional", "few_shot"}),
+    "biggan": frozenset({"class_conditional"}),
 }
 
 #: part ``kind``s the GAN training loop implements.
@@ -25,6 +26,11 @@ PARTS: frozenset[str] = frozenset(
         "ndiv", "distancegan", "cdc",
     }
 )  # fmt: skip
+
+#: part kinds of ``PARTS`` an arch's trainer does not run: arch -> kinds.
+ARCH_MISSING_PARTS: dict[str, frozenset[str]] = {
+    "biggan": frozenset({"mixdl", "cdc", "msgan", "ndiv", "distancegan"}),
+}
 
 #: metrics with an implementation in ``mixgan.metrics``.
 METRICS: frozenset[str] = frozenset(
@@ -114,10 +120,12 @@ METRIC_FIGURE_KINDS: frozenset[str] = frozenset({"size_curve"})
 FIGURES_WITHOUT_RUNS: frozenset[str] = frozenset({"augmentation_grid"})
 
 
-def part_pending(part: dict[str, Any]) -> str | None:
-    """Why a configured part cannot run yet, or ``None`` when it can."""
+def part_pending(part: dict[str, Any], arch: str | None = None) -> str | None:
+    """Why a configured part cannot run yet (in a run of backbone ``arch``), or ``None``."""
     if part["kind"] not in PARTS:
         return f"part kind '{part['kind']}' is not implemented yet"
+    if part["kind"] in ARCH_MISSING_PARTS.get(arch or "", ()):
+        return f"part kind '{part['kind']}' is not implemented for arch '{arch}' yet"
     return None
 
 

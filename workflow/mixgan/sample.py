@@ -16,12 +16,29 @@ import numpy as np
 import torch
 
 from mixgan.data.imagezip import to_numpy, write_image_zip
-from mixgan.nets import fastgan, stylegan2
+from mixgan.nets import biggan, fastgan, stylegan2
 from mixgan.provenance import provenance
 from mixgan.scores import annealed_langevin, predictor_corrector
 
 #: backbone arch -> generator class (``network.pt`` stores the arch and the constructor arguments)
-GENERATORS = {"stylegan2": stylegan2.Generator, "fastgan": fastgan.Generator}
+GENERATORS = {
+    "stylegan2": stylegan2.Generator,
+    "fastgan": fastgan.Generator,
+    "biggan": biggan.Generator,
+}
+
+
+def truncated_normal(
+    count: int, dim: int, threshold: float | None, device: torch.device
+) -> torch.Tensor:
+    """z ~ N(0, I) [count, dim] with every entry beyond ``threshold`` drawn again until
+    it lies within (BigGAN's truncation trick); ``None``: no truncation."""
+    z = torch.randn(count, dim, device=device)
+    if threshold is None:
+        return z
+    while (outside := z.abs() > threshold).any():
+        z[outside] = torch.randn(int(outside.sum()), device=device)
+    return z
 
 
 @torch.no_grad()
@@ -31,8 +48,11 @@ def generate_images(
     seed: int,
     batch_size: int = 64,
     truncation_psi: float = 1.0,
+    truncation: float | None = None,
 ) -> np.ndarray:
-    """``count`` NHWC uint8 images; the same seed gives the same images.
+    """``count`` NHWC uint8 images; the same seed gives the same images. A class-conditional
+    generator makes the classes in turn (image i of class i mod the class count), from
+    latents truncated at ``truncation``; ``truncation_psi`` is StyleGAN2's.
 
     Runs under a forked RNG, so calling it inside a training loop leaves the loop's random
     streams untouched (evaluations do not change the training trajectory).
@@ -44,8 +64,13 @@ def generate_images(
         torch.manual_seed(seed)
         for start in range(0, count, batch_size):
             n = min(batch_size, count - start)
-            z = torch.randn(n, generator.z_dim, device=device)
-            images = generator(z, None, truncation_psi=truncation_psi, noise_mode="random")
+            if isinstance(generator, biggan.Generator):
+                z = truncated_normal(n, generator.z_dim, truncation, device)
+                labels = torch.arange(start, start + n, device=device) % generator.num_classes
+                images = generator(z, labels)
+            else:
+                z = torch.randn(n, generator.z_dim, device=device)
+                images = generator(z, None, truncation_psi=truncation_psi, noise_mode="random")
             chunks.append(to_numpy(images))
     return np.concatenate(chunks)
 
@@ -53,7 +78,7 @@ def generate_images(
 def load_generator(
     network_path: str | Path, device: torch.device
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The selected (best) generator of a run (StyleGAN2 or FastGAN, as its ``arch`` says)
+    """The selected (best) generator of a run (StyleGAN2, FastGAN or BigGAN, as its ``arch`` says)
     and the metadata stored with it."""
     snapshot = torch.load(network_path, map_location="cpu", weights_only=False)
     arch = snapshot.get("arch", "stylegan2")
@@ -98,7 +123,8 @@ def sample_run(
         selected = f"score network sampled with {backbone['sampler']}"
     else:
         generator, meta = load_generator(model, device)
-        images = generate_images(generator, count, seed, batch_size)
+        truncation = backbone.get("truncation")
+        images = generate_images(generator, count, seed, batch_size, truncation=truncation)
         selected = meta["selected"]
     record = {
         "run": spec["run"],
@@ -107,6 +133,7 @@ def sample_run(
         "count": count,
         "seed": seed,
         "truncation_psi": 1.0,
+        "truncation": backbone.get("truncation"),
         "seconds": time.perf_counter() - started,
         "provenance": provenance(),
     }

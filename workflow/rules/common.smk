@@ -374,6 +374,8 @@ def train_inputs(wildcards):
         inputs["scorenet"] = scorenet_path(run.dataset, run.subset, part["scorenet"])
     elif part and part["mu"] != 0:
         inputs["augmented"] = augment_path(run, part, "augmented.zip")
+        # its record beside it: the augmented images' classes (class-conditional runs)
+        inputs["augmented_record"] = augment_path(run, part, "augmented.json")
     if STUDY.probes_diversity(run):  # the cached features of the training subset
         inputs["subset_features"] = reference_features(run.dataset, run.subset)
     if STUDY.probe_uses_lpips(run):

@@ -26,6 +26,17 @@ def _weights(lam: Tensor, like: Tensor) -> Tensor:
     return lam.to(like.device, like.dtype).view(-1, *[1] * (like.ndim - 1))
 
 
+def partners(count: int, labels: Tensor | None = None) -> Tensor:
+    """A random partner j != i for each of ``count`` batch items; with ``labels`` ([count]),
+    j has i's label (i itself when no other item has it)."""
+    if labels is None:
+        return (torch.arange(count) + torch.randint(1, count, (count,))) % count
+    labels = labels.cpu()
+    same = (labels[:, None] == labels[None, :]) & ~torch.eye(count, dtype=torch.bool)
+    scores = torch.rand(count, count).masked_fill(~same, -1.0)
+    return torch.where(same.any(1), scores.argmax(1), torch.arange(count))
+
+
 def mixup(x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Convex combination, one weight per example."""
     weight = _weights(lam, x1)

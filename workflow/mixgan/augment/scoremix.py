@@ -4,7 +4,8 @@
 static set, the online (growing mu) mode of the GAN loop, image-to-image uses (augmenting
 generator inputs) and Figure 3 all run Algorithm 1 through the same object.
 
-The static set draws pairs (i, j), i != j, uniformly from the subset and lambda ~
+The static set draws pairs (i, j), i != j, uniformly from the subset (``pairs: same_class``:
+j of i's class, so the mixture keeps i's label for a class-conditional GAN) and lambda ~
 Beta(alpha, alpha), all from one seeded generator before any optimisation, then moves each
 mixture towards the data manifold (``mixgan.scores.scoremix``). With the same seed, a set
 with a larger mu starts with the pairs and weights of a smaller one.
@@ -51,8 +52,11 @@ class ScoreMixer:
         return out.to(x1.device)
 
 
-def draw_pairs(num_images: int, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` index pairs (i, j) with i != j, uniform over the subset.
+def draw_pairs(
+    num_images: int, count: int, generator: torch.Generator, labels: Tensor | None = None
+) -> Tensor:
+    """``count`` index pairs (i, j) with i != j, uniform over the subset; with ``labels``
+    ([num_images] int), j is uniform over the other images of i's class.
 
     Both indices of a pair come from consecutive draws, so the first K pairs of a longer
     draw are the pairs of a draw of K (the mu = 10 set is a prefix of the mu = 100 set).
@@ -61,19 +65,41 @@ def draw_pairs(num_images: int, count: int, generator: torch.Generator) -> Tenso
         raise ValueError("ScoreMix needs at least two training images to mix")
     uniform = torch.rand((count, 2), generator=generator, dtype=torch.float64)
     first = (uniform[:, 0] * num_images).long().clamp_max(num_images - 1)
-    offset = 1 + (uniform[:, 1] * (num_images - 1)).long().clamp_max(num_images - 2)
-    return torch.stack([first, (first + offset) % num_images], dim=1)
+    if labels is None:
+        offset = 1 + (uniform[:, 1] * (num_images - 1)).long().clamp_max(num_images - 2)
+        return torch.stack([first, (first + offset) % num_images], dim=1)
+    members = {int(c): torch.nonzero(labels == c).flatten() for c in labels.unique()}
+    if lonely := [c for c, m in members.items() if len(m) < 2]:
+        raise ValueError(
+            f"ScoreMix within classes needs two images per class; class {lonely[0]} has one"
+        )
+    second = torch.empty_like(first)
+    for c, group in members.items():
+        chosen = labels[first] == c
+        rank = torch.searchsorted(group, first[chosen])  # i's place in its class
+        offset = 1 + (uniform[chosen, 1] * (len(group) - 1)).long().clamp_max(len(group) - 2)
+        second[chosen] = group[(rank + offset) % len(group)]
+    return torch.stack([first, second], dim=1)
 
 
 def make_augmented_set(
-    images: Tensor, mixer: ScoreMixer, part: dict[str, Any], batch_size: int = 64
+    images: Tensor,
+    mixer: ScoreMixer,
+    part: dict[str, Any],
+    batch_size: int = 64,
+    labels: Tensor | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """mu x N ScoreMix images (NHWC uint8) of NCHW uint8 ``images`` and what produced them."""
+    """mu x N ScoreMix images (NHWC uint8) of NCHW uint8 ``images`` and what produced them;
+    with ``pairs: same_class`` the images' ``labels`` pair them, and the record gives each
+    augmented image its pair's class."""
+    within_class = part.get("pairs") == "same_class"
+    if within_class and labels is None:
+        raise ValueError("pairs: same_class needs the subset's class labels; it has none")
     count = part["mu"] * len(images)
     generator = torch.Generator().manual_seed(part["seed"])
     # Weights first (one draw for their seed), then pairs: both stay prefixes as mu grows.
     lambdas = sample_lambdas(count, part["alpha"], generator=generator)
-    pairs = draw_pairs(len(images), count, generator)
+    pairs = draw_pairs(len(images), count, generator, labels if within_class else None)
     out = []
     started = time.perf_counter()
     for start in range(0, count, batch_size):
@@ -93,6 +119,7 @@ def make_augmented_set(
         "seconds": time.perf_counter() - started,
         "pairs": pairs.tolist(),
         "lambdas": lambdas.tolist(),
+        "labels": labels[pairs[:, 0]].tolist() if within_class else None,
     }
     if not out:
         return np.zeros((0, *images.shape[2:], images.shape[1]), np.uint8), record

@@ -178,15 +178,7 @@ class FastGANTrainer(GANTrainer):
             loss_d = hinge_real(logits_real) + hinge_fake(logits_fake) + recon
         else:
             loss_d, logits_real, logits_fake, recon = owner.d_loss(self, real)
-        for part in self.parts:
-            extra = part.d_regularizer(logits_real, logits_fake)
-            if extra is not None:
-                loss_d = loss_d + extra
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        for part in self.parts:
-            part.after_d_step(logits_real.detach())
+        loss_d = self.step_d(loss_d, logits_real, logits_fake)
 
         # Generator: -D(G(z)) on the same augmented fakes (or the part's loss).
         self.set_d_trainable(False)

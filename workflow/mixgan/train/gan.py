@@ -127,7 +127,7 @@ def load_real_pool(paths: TrainPaths, parts: list[Part]) -> tuple[torch.Tensor, 
 
 class GANTrainer:
     """State and steps of one StyleGAN2 run (subclasses change the networks and the step:
-    ``mixgan.train.fastgan.FastGANTrainer``)."""
+    ``mixgan.train.fastgan.FastGANTrainer``, ``mixgan.train.biggan.BigGANTrainer``)."""
 
     extra_columns: ClassVar[list[str]] = []  # the step's statistics beyond CURVE_COLUMNS
 
@@ -287,10 +287,10 @@ class GANTrainer:
             images = self.synthesis_main(ws, noise_mode="random")
         return images.float()
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """The parts' ``augment_d_input``, in stage order."""
+    def augment(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The parts' ``augment_d_input``, in stage order (``labels``: class-conditional)."""
         for part in self.parts:
-            images = part.augment_d_input(images)
+            images = part.augment_d_input(images, labels)
         return images
 
     def discriminate(self, images: torch.Tensor, main: bool = True) -> torch.Tensor:
@@ -344,15 +344,7 @@ class GANTrainer:
             loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         else:
             loss_d, logits_real, logits_fake = owner.d_loss(self, real)
-        for part in self.parts:
-            extra = part.d_regularizer(logits_real, logits_fake)
-            if extra is not None:
-                loss_d = loss_d + extra
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        for part in self.parts:
-            part.after_d_step(logits_real.detach())
+        loss_d = self.step_d(loss_d, logits_real, logits_fake)
 
         r1 = torch.zeros((), device=self.device)
         if self.train_cfg["r1_gamma"] > 0 and self.step % self.train_cfg["r1_interval"] == 0:
@@ -369,6 +361,22 @@ class GANTrainer:
             "logits_real": logits_real.detach().mean(),
             "logits_fake": logits_fake.detach().mean(),
         }
+
+    def step_d(
+        self, loss_d: torch.Tensor, logits_real: torch.Tensor, logits_fake: torch.Tensor
+    ) -> torch.Tensor:
+        """One optimiser step of D on ``loss_d`` plus the parts' ``d_regularizer`` terms (of
+        D's logits on reals and fakes), then the parts' ``after_d_step``; returns the loss."""
+        for part in self.parts:
+            extra = part.d_regularizer(logits_real, logits_fake)
+            if extra is not None:
+                loss_d = loss_d + extra
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        for part in self.parts:
+            part.after_d_step(logits_real.detach())
+        return loss_d
 
     def pl_step(self, batch: int) -> torch.Tensor:
         """Lazy path-length regularisation: weight E(|J_w^T y| - a)², a an EMA of |J_w^T y|,
@@ -433,6 +441,10 @@ def make_trainer(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -
         from mixgan.train.fastgan import FastGANTrainer  # imports this module
 
         return FastGANTrainer(spec, paths, log)
+    if spec["backbone"]["arch"] == "biggan":
+        from mixgan.train.biggan import BigGANTrainer  # imports this module
+
+        return BigGANTrainer(spec, paths, log)
     return GANTrainer(spec, paths, log)
 
 

@@ -28,6 +28,10 @@ take over steps. Modules a part trains beside D (``trainable_modules``: heads re
 features) are trained by D's optimiser with its Adam settings, frozen in G steps, and saved
 with the part's ``state_dict``.
 
+In a class-conditional run (BigGAN) ``augment_real`` and ``augment_d_input`` also get the
+batch's class labels, which a transform must keep true (mixing pairs images of one class),
+and ``extra_real_labels`` gives the classes of ``extra_real``'s images.
+
 Parts run in the order of their ``stage`` (1: real data, 2: mixing within a batch,
 3: differentiable augmentation, 4: regularizers), config order within a stage, so
 ``[diffaug, mixup]`` mixes first and augments the mixtures.
@@ -53,9 +57,10 @@ from torch import nn
 
 from mixgan.augment.ada import AdaController, ada_augment
 from mixgan.augment.diffaug import diff_augment
-from mixgan.augment.mixing import cutmix, make_augmix, mixup
+from mixgan.augment.mixing import cutmix, make_augmix, mixup, partners
 from mixgan.augment.scoremix import ScoreMixer
 from mixgan.data.imagezip import read_image_zip, to_tensor
+from mixgan.io import read_json
 from mixgan.nets.stylegan2 import Discriminator, FullyConnectedLayer, Generator
 from mixgan.scores import sample_lambdas
 from mixgan.train import cdc, mixdl, mode_collapse
@@ -114,11 +119,19 @@ class Part:
         """NCHW uint8 images to add to the real pool, or ``None``."""
         return None
 
-    def augment_real(self, real: torch.Tensor) -> torch.Tensor:
-        """Transform the real batch ([-1, 1]) before D sees it."""
+    def extra_real_labels(self) -> torch.Tensor | None:
+        """The class labels of :meth:`extra_real`'s images (class-conditional runs)."""
+        return None
+
+    def augment_real(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Transform the real batch ([-1, 1]) before D sees it; a class-conditional run gives
+        the batch's ``labels``, which a transform must keep true."""
         return real
 
-    def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
+    def augment_d_input(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Transform a batch D sees (real or fake, with its ``labels`` when conditional)."""
         return images
 
     def d_regularizer(
@@ -206,6 +219,20 @@ class ScoreMixStatic(Part):
             return None
         return to_tensor(read_image_zip(self.augmented_zip))
 
+    def extra_real_labels(self) -> torch.Tensor | None:
+        """Each augmented image's class (its pair's), from the set's record; only a set
+        mixed within classes (``pairs: same_class``) has them."""
+        if self.settings["mu"] == 0:
+            return None
+        record = self.augmented_zip.with_suffix(".json")
+        labels = read_json(record).get("labels")
+        if labels is None:
+            raise ValueError(
+                f"{record}: part {self.name} mixed across classes; a class-conditional run "
+                f"needs parts.{self.name}.pairs: same_class"
+            )
+        return torch.tensor(labels)
+
 
 class ScoreMixOnline(Part):
     """ScoreMix with growing mu: at each D step, with probability ``probability``, the real
@@ -219,11 +246,11 @@ class ScoreMixOnline(Part):
         self.mixer = mixer
         self.augmented_batches = 0
 
-    def augment_real(self, real: torch.Tensor) -> torch.Tensor:
+    def augment_real(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         count = len(real)
         if count < 2 or torch.rand(()) >= self.settings["probability"]:
             return real
-        partner = (torch.arange(count) + torch.randint(1, count, (count,))) % count
+        partner = partners(count, labels)
         lam = sample_lambdas(count, self.settings["alpha"])
         images = (real + 1) / 2
         self.augmented_batches += 1
@@ -251,14 +278,15 @@ class AugMixReal(Part):
             settings["severity"], settings["width"], settings["depth"], settings["alpha"]
         )
 
-    def augment_real(self, real: torch.Tensor) -> torch.Tensor:
+    def augment_real(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         images = (real + 1) / 2
         return self.augmix(images, images, torch.ones(len(real))) * 2 - 1
 
 
 class BatchMixing(Part):
     """mixup or CutMix of every batch D sees with a shuffled copy of itself, so reals mix
-    with reals and fakes with fakes (no label leaking); lambda ~ Beta(alpha, alpha)."""
+    with reals and fakes with fakes (no label leaking); lambda ~ Beta(alpha, alpha). In a
+    class-conditional run each image mixes with one of its own class, keeping its label."""
 
     stage = 2
 
@@ -266,11 +294,13 @@ class BatchMixing(Part):
         super().__init__(name, settings)
         self.mix = mix
 
-    def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
+    def augment_d_input(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         count = len(images)
         if count < 2:
             return images
-        partner = (torch.arange(count) + torch.randint(1, count, (count,))) % count
+        partner = partners(count, labels)
         lam = sample_lambdas(count, self.settings["alpha"]).float()
         return self.mix(images, images[partner.to(images.device)], lam)
 
@@ -280,7 +310,9 @@ class DiffAugment(Part):
 
     stage = 3
 
-    def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
+    def augment_d_input(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return diff_augment(images, self.settings["policy"])
 
 
@@ -296,7 +328,9 @@ class ADA(Part):
             settings["target"], settings["interval"], settings["speed_kimg"]
         )
 
-    def augment_d_input(self, images: torch.Tensor) -> torch.Tensor:
+    def augment_d_input(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return ada_augment(images, self.controller.p)
 
     def after_d_step(self, logits_real: torch.Tensor) -> None:
