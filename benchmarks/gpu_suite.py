@@ -23,6 +23,9 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``fastgan``: sec/kimg and GPU memory of FastGAN's training step at 256², batch 8 (MixDL's
   FastGAN rows), on synthetic data, per precision and memory format, with the MSE and with the
   LPIPS-VGG reconstruction loss (a seeded untrained VGG-16: the same arithmetic).
+* ``biggan``: sec/kimg and GPU memory of BigGAN + DiffAug's training step at 128², batch 512
+  (ScoreMix Table 4), on synthetic images with random labels of 1,000 classes, per precision
+  and memory format; a variant that does not fit says "out of memory".
 
 Each section merges its numbers into the ``--out`` JSON as it finishes, so a run cut off at its
 time limit keeps what it measured. ``--smoke`` runs every section at toy sizes on the CPU to
@@ -70,6 +73,7 @@ from mixgan.train.scorenet import dsm_step  # noqa: E402
 LOG = logging.getLogger("gpu_suite")
 SECTIONS = (
     "env", "consistency", "scoremix", "scorenet", "inception", "kernels", "stylegan2", "fastgan",
+    "biggan",
 )  # fmt: skip
 TIME_LIMITS = {
     "env": 30,
@@ -80,6 +84,7 @@ TIME_LIMITS = {
     "kernels": 60,
     "stylegan2": 400,
     "fastgan": 150,
+    "biggan": 240,
 }
 PRECISIONS = ("fp32", "default", "tf32", "bf16")
 
@@ -753,6 +758,64 @@ def section_fastgan(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def section_biggan(ctx: dict[str, Any]) -> dict[str, Any]:
+    """sec/kimg and GPU memory of BigGAN + DiffAug's training step at 128², batch 512, per
+    precision and memory format, on synthetic images with random labels."""
+    from mixgan.train import biggan
+
+    device, smoke = ctx["device"], ctx["smoke"]
+    study = paper_study()
+    run = next(key for key in study.runnable_runs() if key.backbone == "biggan")
+    spec = copy.deepcopy(study.run_spec(run))
+    spec.update(device=device.type, run=run.id)
+    classes = 10 if smoke else 1000
+    if smoke:
+        spec["resolution"] = 32
+        spec["backbone"].update(ch=4, attention=[16])
+        spec["backbone"]["train"]["batch"] = 8
+    pool = synthetic_pool(32 if smoke else 2048, spec["resolution"])
+    labels = torch.randint(classes, (len(pool),), generator=torch.Generator().manual_seed(0))
+    backbone = spec["backbone"]
+    out: dict[str, Any] = {
+        "run": spec["run"],
+        "method": [p["name"] for p in spec["method"]["parts"]],
+        "resolution": spec["resolution"],
+        "batch": backbone["train"]["batch"],
+        "ch": backbone["ch"],
+        "classes": classes,
+        "data": "uniform random uint8 (synthetic), uniform random labels",
+    }
+    # The trainer reads classes from the data zip and the subset manifest; give it ours.
+    original = biggan.class_names, biggan.read_subset_labels
+    biggan.class_names = lambda data_zip: [str(c) for c in range(classes)]
+    biggan.read_subset_labels = lambda manifest: labels
+    steps = 2 if smoke else max(ctx["steps"] // 2, 2)  # 8 steps of 512 = 4.1 kimg
+    try:
+        for name, variant in FASTGAN_VARIANTS.items():
+            backbone["train"].update(variant["train"])
+            LOG.info("variant %s", name)
+            torch.manual_seed(0)
+            try:
+                trainer = gan_trainer(spec, pool)
+                torch.backends.cudnn.benchmark = variant["cudnn_autotune"]
+                out.setdefault(
+                    "parameters",
+                    {"G": count_parameters(trainer.G), "D": count_parameters(trainer.D)},
+                )
+                out[name] = _time_trainer(trainer, steps, device, warm=2)
+            except RuntimeError as error:
+                if not is_oom(error):
+                    raise
+                out[name] = "out of memory"
+            trainer = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            ctx["save"](out)
+    finally:
+        biggan.class_names, biggan.read_subset_labels = original
+    return out
+
+
 def _fir_package(x, f, up=1, down=1, padding=(0, 0), gain=1.0):
     """The package's upfirdn2d: one grouped convolution with the 2-D filter (transposed for
     upsampling), with the adjoint FIR resampling as its backward pass."""
@@ -902,6 +965,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "kernels": section_kernels,
     "stylegan2": section_stylegan2,
     "fastgan": section_fastgan,
+    "biggan": section_biggan,
 }
 
 
