@@ -1,4 +1,5 @@
-"""BigGAN's networks: the official topology's size, every resolution, conditioning, gradients."""
+"""BigGAN's networks against BigGAN-PyTorch: size at every resolution, conditioning, flat latents,
+attention placement, spectral-norm and BatchNorm settings, gradients."""
 
 from __future__ import annotations
 
@@ -14,12 +15,22 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_parameter_counts_at_128_equal_the_reference_biggan():
-    """BigGAN at 128² (ch 96, z 120, shared 128, hierarchical, attention at 64, 1000 classes):
-    google/compare_gan's resnet_biggan_test.py asserts 70,433,988 trainable weights for G and
-    87,982,370 for D."""
-    assert count(Generator(1000, 128)) == 70_433_988
-    assert count(Discriminator(1000, 128)) == 87_982_370
+@pytest.mark.parametrize(
+    ("resolution", "g_params", "d_params"),
+    [
+        (32, 9_466_115, 9_836_929),
+        (64, 70_239_108, 45_500_449),
+        (128, 70_433_988, 87_982_370),
+        (256, 82_108_548, 99_225_890),
+    ],
+)
+def test_parameter_counts_at_every_resolution(resolution, g_params, d_params):
+    """ch 96, z 120, shared 128, hierarchical, attention at 64, 1000 classes. 128²: the counts
+    google/compare_gan's resnet_biggan_test.py asserts; all four: the counts of BigGAN-PyTorch's
+    G_arch/D_arch with its layers, counted on a transcription of BigGAN.py and layers.py."""
+    with torch.device("meta"):  # shapes only: no orthogonalisation of 70 M weights
+        G, D = Generator(1000, resolution), Discriminator(1000, resolution)
+    assert (count(G), count(D)) == (g_params, d_params)
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128, 256])
@@ -88,3 +99,41 @@ def test_unsupported_resolutions_name_the_supported_ones():
         Generator(3, 48)
     with pytest.raises(ValueError, match="not 512"):
         Discriminator(3, 512)
+
+
+def test_flat_latents_feed_the_input_and_condition_on_the_class_alone():
+    torch.manual_seed(0)
+    G = Generator(4, 64, ch=8, z_dim=30, shared_dim=16, hier=False).eval()
+    assert G.z_dim == 30 and G.linear.in_features == 30  # all of z enters the 4x4 input
+    assert all(block.bn1.gain.in_features == 16 for block in G.blocks)  # the embedding only
+    z, labels = torch.randn(1, 30).repeat(3, 1), torch.tensor([0, 0, 3])
+    z[1] += 1.0
+    images = G(z, labels)
+    assert not torch.allclose(images[0], images[1])  # another z
+    assert not torch.allclose(images[0], images[2])  # another class
+
+
+def test_discriminator_attention_at_32_follows_the_blocks_output_resolution():
+    assert list(Discriminator(3, 32, ch=8, attention=(16,)).attention) == ["0"]
+    assert list(Discriminator(3, 32, ch=8, attention=(8,)).attention) == ["1", "2", "3"]
+    assert list(Discriminator(3, 128, ch=8, attention=(4,)).attention) == ["4", "5"]
+    assert not Discriminator(3, 64, ch=8, attention=()).attention
+
+
+def test_spectral_norm_and_batchnorm_settings():
+    G, D = Generator(3, 32, ch=8, z_dim=20, shared_dim=8), Discriminator(3, 32, ch=8)
+    for module in (G.linear, G.blocks[0].bn1.gain, G.output_conv, D.blocks[0].conv1, D.embed):
+        (norm,) = module.parametrizations.weight
+        assert (norm.eps, norm.n_power_iterations) == (1e-6, 1)
+    assert not hasattr(G.shared, "parametrizations")  # G's shared embedding: plain, as theirs
+    assert G.blocks[0].bn1.bn.eps == G.output_bn.eps == 1e-5
+    assert not G.blocks[0].bn1.bn.affine and G.output_bn.affine
+    assert G.blocks[0].bn1.gain.bias is None and G.blocks[0].bn1.bias.bias is None
+
+
+def test_discriminator_shortcut_is_learnt_only_where_the_shape_changes():
+    D = Discriminator(3, 128, ch=8).eval()  # eval: no power iteration between the two passes
+    assert [block.shortcut is not None for block in D.blocks] == [True] * 5 + [False]
+    last, x = D.blocks[-1], torch.randn(2, 128, 4, 4)
+    residual = last.conv2(torch.relu(last.conv1(torch.relu(x))))
+    assert torch.allclose(last(x), x + residual)  # the identity shortcut

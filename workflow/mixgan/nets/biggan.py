@@ -4,15 +4,18 @@ The topology follows BigGAN-PyTorch's ``BigGAN.py`` (the authors' PyTorch port) 
 128² and 256²: channel multipliers per resolution (``G_arch``/``D_arch``), a hierarchical
 latent split into one chunk per block plus one for the 4x4 input, a shared class embedding
 concatenated with each chunk to drive the conditional BatchNorm of every residual up-block
-(gain 1 + W_g y, bias W_b y), SAGAN self-attention after the block of each ``attention``
-resolution, spectral norm on every convolution and linear layer of G and D (one power
-iteration, eps 1e-6; the shared embedding is a plain ``nn.Embedding`` as theirs), D's wide
+(gain 1 + W_g y, bias W_b y; without ``hier``, z feeds only the 4x4 input and the BatchNorms
+see the class embedding alone), SAGAN self-attention after the block of each ``attention``
+resolution, spectral norm on every convolution and linear layer of G and D and on D's class
+embedding (one power iteration, eps 1e-6; G's shared embedding stays a plain ``nn.Embedding``,
+as theirs), D's wide
 pre-activation residual down-blocks, ReLU and sum pooling, and the projection head
 ``linear(h) + <embed(y), h>``. Weights start orthogonal (their ``G_init``/``D_init ortho``).
 At 128², ch 96, z 120, shared 128, 1000 classes, G has 70,433,988 parameters and D
 87,982,370, the counts google/compare_gan's ``resnet_biggan_test.py`` asserts for BigGAN at
-128². One difference: BigGAN-PyTorch's 32² D lists every block at 16², so attention at 16
-would follow all four blocks; here it follows the block that outputs 16².
+128². One difference: BigGAN-PyTorch's 32² D labels all four blocks 16², though they output
+16², 8², 8², 8², so there attention at 16 follows all four and attention at 8 none; here
+attention follows the blocks by the resolution they output (16: the first; 8: the other three).
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ class Generator(nn.Module):
         slots = len(ins) + 1 if hier else 1
         self.chunk = z_dim // slots
         self.z_dim = self.chunk * slots  # BigGAN rounds z_dim down to a multiple of the slots
-        condition_dim = shared_dim + (self.chunk if hier else self.z_dim)
+        condition_dim = shared_dim + self.chunk if hier else shared_dim
         self.shared = orthogonal(nn.Embedding(num_classes, shared_dim))
         self.linear = sn_linear(self.chunk, ins[0] * BOTTOM_WIDTH**2)
         self.blocks = nn.ModuleList()
@@ -169,7 +172,7 @@ class Generator(nn.Module):
             first, *chunks = z.split(self.chunk, dim=1)
             conditions = [torch.cat([y, c], dim=1) for c in chunks]
         else:
-            first, conditions = z, [torch.cat([y, z], dim=1)] * len(self.blocks)
+            first, conditions = z, [y] * len(self.blocks)
         h = self.linear(first).view(len(z), -1, BOTTOM_WIDTH, BOTTOM_WIDTH)
         for index, block in enumerate(self.blocks):
             h = block(h, conditions[index])
