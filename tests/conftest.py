@@ -14,7 +14,7 @@ import torch
 from mixgan.data.prepare import prepare_dataset
 from mixgan.data.subsets import make_subset_manifest
 from mixgan.io import write_json
-from mixgan.train.gan import train_gan
+from mixgan.train.loop import train_gan
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,14 +15,15 @@ import torch
 
 from mixgan.augment.mixing import cutmix, mixup, partners
 from mixgan.augment.scoremix import draw_pairs, make_augmented_set
-from mixgan.config import RunKey, Study
 from mixgan.data.imagezip import write_image_zip
 from mixgan.errors import ConfigError
 from mixgan.nets.biggan import Generator
 from mixgan.sample import generate_images, load_generator, truncated_normal
+from mixgan.study import RunKey, Study
+from mixgan.train.augment_parts import BatchMixing, ScoreMixStatic
 from mixgan.train.biggan import BigGANTrainer, read_subset_labels
-from mixgan.train.gan import TrainPaths, make_trainer, train_gan
-from mixgan.train.parts import BatchMixing, ScoreMixStatic
+from mixgan.train.loop import make_trainer, train_gan
+from mixgan.train.paths import TrainPaths
 
 from .conftest import final_generator, same_tensors, train_whole_and_split
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from mixgan.config import RunKey, Study
 from mixgan.errors import ConfigError
 from mixgan.nets.stylegan2 import Discriminator, Generator
+from mixgan.study import RunKey, Study
 from mixgan.train import cdc
-from mixgan.train.gan import GANTrainer, network_kwargs, train_gan
+from mixgan.train.gan import GANTrainer, network_kwargs
+from mixgan.train.loop import train_gan
 
 from .conftest import final_generator, same_tensors, train_whole_and_split
 from .test_gan_training import LOG, paths, tiny_spec

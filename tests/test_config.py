@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from mixgan import registry
-from mixgan.config import RunKey, Study, load_config_file, validate_config
+from mixgan.config import load_config_file, validate_config
 from mixgan.errors import ConfigError
+from mixgan.study import RunKey, Study
 
 from .conftest import REPO
 

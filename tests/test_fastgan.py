@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mixgan.config import RunKey, Study, validate_config
+from mixgan.config import validate_config
 from mixgan.errors import ConfigError
 from mixgan.metrics import compute_generator_metric_record
 from mixgan.metrics.lpips_distance import load_lpips
 from mixgan.metrics.weights import provision_torchvision
 from mixgan.nets.fastgan import Discriminator, Generator, quadrant, sle_pairs
 from mixgan.sample import generate_images, load_generator
+from mixgan.study import RunKey, Study
 from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.fastgan import (
     FastGANMixDL,
@@ -26,7 +27,8 @@ from mixgan.train.fastgan import (
     mse_distance,
     reconstruction_loss,
 )
-from mixgan.train.gan import TrainPaths, train_gan
+from mixgan.train.loop import train_gan
+from mixgan.train.paths import TrainPaths
 
 from .conftest import final_generator, same_tensors, train_whole_and_split
 

@@ -21,7 +21,9 @@ import yaml
 from mixgan.io import atomic_open, write_json
 from mixgan.report.tables import write_table
 from mixgan.train.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
-from mixgan.train.gan import GANTrainer, TrainingError, TrainPaths, train_gan
+from mixgan.train.gan import GANTrainer
+from mixgan.train.loop import train_gan
+from mixgan.train.paths import TrainingError, TrainPaths
 
 from .conftest import REPO, final_generator, prepare_shapes_subset
 from .test_gan_training import tiny_spec

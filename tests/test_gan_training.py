@@ -14,16 +14,18 @@ import pandas as pd
 import pytest
 import torch
 
-from mixgan.config import RunKey, Study
 from mixgan.data.imagezip import read_image_zip
 from mixgan.io import read_json
 from mixgan.metrics.features import save_features
 from mixgan.metrics.inception import INCEPTION_FILE, InceptionFeatures
 from mixgan.metrics.lpips_distance import load_lpips
 from mixgan.metrics.weights import provision_inception, provision_torchvision
+from mixgan.study import RunKey, Study
 from mixgan.train.checkpoint import list_checkpoints
 from mixgan.train.diversity import measure_diversity
-from mixgan.train.gan import GANTrainer, TrainPaths, path_lengths, train_gan
+from mixgan.train.gan import GANTrainer, path_lengths
+from mixgan.train.loop import train_gan
+from mixgan.train.paths import TrainPaths
 
 from .conftest import final_generator, same_tensors, train_whole_and_split
 

@@ -10,7 +10,8 @@ import torch
 from mixgan.config import load_schema
 from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.train import mixdl
-from mixgan.train.parts import MixDL, build_parts
+from mixgan.train.mixdl import MixDL
+from mixgan.train.parts import build_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from mixgan.train import mode_collapse
-from mixgan.train.gan import train_gan
-from mixgan.train.parts import DistancePreservation, build_parts
+from mixgan.train.loop import train_gan
+from mixgan.train.mode_collapse import DistancePreservation
+from mixgan.train.parts import build_parts
 
 from .conftest import final_generator, same_tensors, train_whole_and_split
 from .test_gan_training import LOG, paths, tiny_spec

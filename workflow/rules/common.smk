@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from mixgan.config import RunKey, Study, load_config_file  # noqa: E402
+from mixgan.config import load_config_file  # noqa: E402
+from mixgan.study import RunKey, Study  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
 from mixgan.registry import (  # noqa: E402
     CURVE_FIGURE_KINDS,

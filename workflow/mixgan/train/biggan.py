@@ -1,5 +1,5 @@
 """BigGAN's class-conditional training step (Brock et al., ICLR 2019), in the GAN loop of
-``mixgan.train.gan``.
+``mixgan.train.loop``.
 
 The loop (budget, FID evaluations, early stopping, checkpoints, parts) is the StyleGAN2 one;
 what differs follows BigGAN-PyTorch's ``train_fns.GAN_training_function``:
@@ -34,7 +34,8 @@ from torch import Tensor
 
 from mixgan.io import read_json
 from mixgan.nets.biggan import Discriminator, Generator
-from mixgan.train.gan import GANTrainer, TrainPaths
+from mixgan.train.gan import GANTrainer
+from mixgan.train.paths import TrainPaths
 
 
 def biggan_kwargs(spec: dict[str, Any], num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""FastGAN's training step (Liu et al., ICLR 2021), in the GAN loop of ``mixgan.train.gan``.
+"""FastGAN's training step (Liu et al., ICLR 2021), in the GAN loop of ``mixgan.train.loop``.
 
 The loop (budget, FID evaluations, early stopping, checkpoints, diversity probe, parts) is the
 StyleGAN2 one; what differs is the step, which follows the authors' ``train.py``:
@@ -35,7 +35,7 @@ from mixgan.augment.diffaug import diff_augment
 from mixgan.nets.fastgan import Discriminator, Generator
 from mixgan.train import mixdl
 from mixgan.train.gan import GANTrainer
-from mixgan.train.parts import MixDL
+from mixgan.train.mixdl import MixDL
 
 
 def fastgan_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,23 +1,13 @@
-"""The unconditional GAN training loop (StyleGAN2; FastGAN's step in ``mixgan.train.fastgan``),
-with method parts.
+"""The StyleGAN2 trainer: networks, optimisers and one training step with the method parts.
 
-One loop for every method: the parts of the run's method (``mixgan.train.parts``) add
-real data, augment what D sees, add loss terms, or compute the losses of some steps themselves
-(MixDL, with heads that D's optimiser trains). The loop trains for a budget in kimg, evaluates
-FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience`` consecutive
-FID increases (the ScoreMix paper's protocol), and keeps the best snapshot. When
-``diversity_every_kimg`` is set, it also probes the samples' diversity from kimg 0 to
-``diversity_until_kimg`` (``mixgan.train.diversity``, MixDL's Fig. 8).
-
-Real batches are drawn uniformly with replacement from the pool (the subset plus the parts'
-extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the networks,
-optimisers, parts, RNG streams and evaluation history; a restarted job continues the same
-run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
+``GANTrainer`` holds a run's state (G, D, G_ema, optimisers, parts, real pool, RNG) and runs
+one step of StyleGAN2's schedule: D's non-saturating loss with the lazy R1, G's loss with lazy
+path-length regularisation, the parts' hooks (``mixgan.train.part_api``) at their points. The
+loop that calls it (``mixgan.train.loop``) is shared by every backbone; FastGAN and BigGAN
+subclass this trainer (``mixgan.train.fastgan``, ``mixgan.train.biggan``).
 
 On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings choose the
-arithmetic and kernels (see ``GANTrainer.__init__``), and cuDNN picks its fastest algorithms
-for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded but not bitwise repeatable;
-``compile`` compiles the main passes on any device.
+arithmetic and kernels (see ``GANTrainer.__init__``).
 """
 
 from __future__ import annotations
@@ -25,75 +15,24 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import shutil
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mixgan.data.imagezip import read_image_zip, to_tensor
-from mixgan.io import atomic_path, read_json, write_json
-from mixgan.metrics.features import load_features
-from mixgan.metrics.fid_kid import fid_from_features
-from mixgan.metrics.inception import InceptionFeatures, pick_device
+from mixgan.io import read_json
+from mixgan.metrics.inception import pick_device
 from mixgan.nets.stylegan2 import Discriminator, Generator, use_fused_fir
-from mixgan.provenance import provenance
-from mixgan.sample import generate_images
 from mixgan.train.checkpoint import (
-    load_latest_checkpoint,
     rng_state,
-    save_checkpoint,
     seed_everything,
     set_rng_state,
 )
-from mixgan.train.diversity import COLUMNS as DIVERSITY_COLUMNS
-from mixgan.train.diversity import DiversityProbe
-from mixgan.train.parts import Part, PartInputs, build_parts
-from mixgan.train.progress import CurveWriter, StopFlag, Throughput
-
-CURVE_COLUMNS = [
-    "step", "kimg", "seconds", "sec_per_kimg", "loss_g", "loss_d", "r1", "pl",
-    "logits_real", "logits_fake", "fid", *DIVERSITY_COLUMNS,
-]  # fmt: skip
-EVAL_SEED = 2**31 - 1  # the fixed latents every evaluation of every run uses
-
-
-class TrainingError(RuntimeError):
-    """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
-
-
-class Interrupted(RuntimeError):
-    """Stopped by a signal after writing a checkpoint; the next attempt resumes."""
-
-
-@dataclass
-class TrainPaths:
-    """Files one training reads and writes."""
-
-    data_zip: Path
-    subset_manifest: Path
-    run_dir: Path
-    network_out: Path
-    curve_out: Path
-    augmented_zip: Path | None = None
-    scorenet: Path | None = None
-    reference_features: Path | None = None
-    inception: Path | None = None
-    lpips_weights: Path | None = None
-    subset_features: Path | None = None
-    vgg_weights: Path | None = None
-    source_model: Path | None = None
-    keep_networks: bool = False  # network.pt also holds the last G and D (a CDC source)
-
-    @property
-    def work_dir(self) -> Path:
-        """Progress that survives a failed job: checkpoints, live curve, best snapshot."""
-        return self.run_dir / "train"
+from mixgan.train.part_api import Part, PartInputs
+from mixgan.train.parts import build_parts
+from mixgan.train.paths import TrainPaths
 
 
 def network_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -433,272 +372,3 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) ->
     ``ws`` ([N, layers, w_dim]); squared norms averaged over the layers. Differentiable."""
     (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
     return grads.square().sum(2).mean(1).sqrt()
-
-
-def make_trainer(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> GANTrainer:
-    """The trainer of the run's backbone architecture."""
-    if spec["backbone"]["arch"] == "fastgan":
-        from mixgan.train.fastgan import FastGANTrainer  # imports this module
-
-        return FastGANTrainer(spec, paths, log)
-    if spec["backbone"]["arch"] == "biggan":
-        from mixgan.train.biggan import BigGANTrainer  # imports this module
-
-        return BigGANTrainer(spec, paths, log)
-    return GANTrainer(spec, paths, log)
-
-
-def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
-    """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
-    cfg = spec["backbone"]["train"]
-    probing = cfg["diversity_every_kimg"] > 0
-    if probing and paths.inception is None:
-        raise ValueError("train.diversity_every_kimg > 0 needs the Inception weights (--inception)")
-    trainer = make_trainer(spec, paths, log)
-    work = paths.work_dir
-    resumed = load_latest_checkpoint(work / "checkpoints")
-    if resumed is not None:
-        trainer.load_state_dict(resumed[1])
-        log.info("resumed from checkpoint at step %d (%.1f kimg)", trainer.step, trainer.kimg)
-    else:
-        log.info("starting from scratch")
-    log.info(
-        "run %s: %d real images (%d with the parts' extra data), G %d, D %d params, device %s",
-        spec["run"], trainer.num_real, len(trainer.pool),
-        sum(p.numel() for p in trainer.G.parameters()),
-        sum(p.numel() for p in trainer.D.parameters()), trainer.device,
-    )  # fmt: skip
-    write_json(work / "spec.json", {**spec, "provenance": provenance()})
-
-    inception = (
-        InceptionFeatures(paths.inception, spec["device"])
-        if paths.reference_features or probing
-        else None
-    )
-    evaluator = _Evaluator(paths, inception, cfg) if paths.reference_features else None
-    probe = _diversity_probe(trainer, paths, inception) if probing else None
-    part_columns = [key for part in trainer.parts for key in part.stats()]
-    curve = CurveWriter(
-        work / "curve.csv",
-        CURVE_COLUMNS + trainer.extra_columns + part_columns,
-        trainer.step if resumed else None,
-    )
-    budget = cfg["kimg"]
-    next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
-    next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
-    next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
-    next_probe = _next_multiple(trainer.kimg, cfg["diversity_every_kimg"]) if probe else math.inf
-    if probe and not resumed:
-        curve.write({**_point(trainer), **probe(trainer.G_ema)})
-    throughput = Throughput(trainer.images_seen)
-    stopped_early = False
-    started = time.perf_counter() - trainer.elapsed
-    sums: dict[str, float] = {}
-    count = 0
-
-    with StopFlag() as stop:
-        while trainer.kimg < budget and not stopped_early:
-            step_stats = trainer.train_step()
-            values = torch.stack(list(step_stats.values())).tolist()  # one device sync
-            stats = dict(zip(step_stats, values, strict=True))
-            _stop_if_not_finite(trainer, stats)
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value
-            count += 1
-            trainer.elapsed = time.perf_counter() - started
-            done = trainer.kimg >= budget
-            row = None
-            if trainer.kimg >= next_log or done:
-                row = _log_row(trainer, sums, count, throughput, budget, log)
-                sums, count = {}, 0
-                next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
-            if evaluator and (trainer.kimg >= next_eval or done):
-                fid = evaluator.fid(trainer.G_ema)
-                stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
-                row = {**(row or _point(trainer)), "fid": fid}
-                next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
-            if trainer.kimg >= next_probe and next_probe <= cfg["diversity_until_kimg"] + 1e-9:
-                row = {**(row or _point(trainer)), **probe(trainer.G_ema)}
-                next_probe = _next_multiple(trainer.kimg, cfg["diversity_every_kimg"])
-            if row:
-                curve.write(row)
-            if trainer.kimg >= next_ckpt or stop or done or stopped_early:
-                _stop_if_not_finite(trainer, {}, check_weights=True)
-                save_checkpoint(work / "checkpoints", trainer.step, trainer.state_dict())
-                next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
-            if stop:
-                raise Interrupted(
-                    f"signal {stop.signal} at step {trainer.step}: checkpoint written; "
-                    "rerunning the job resumes from it"
-                )
-
-    return _finish(trainer, paths, spec, stopped_early, probe, log)
-
-
-def _point(trainer: GANTrainer) -> dict[str, Any]:
-    """The columns that place a curve row in training."""
-    return {"step": trainer.step, "kimg": trainer.kimg, "seconds": trainer.elapsed}
-
-
-def _diversity_probe(
-    trainer: GANTrainer, paths: TrainPaths, inception: InceptionFeatures
-) -> DiversityProbe:
-    """The run's diversity probe, against its training subset (not the parts' extra data):
-    the subset's cached features, or features computed here when none are given."""
-    if paths.subset_features is not None:
-        features, _ = load_features(paths.subset_features)
-        if len(features) != trainer.num_real:
-            raise ValueError(
-                f"{paths.subset_features} holds {len(features)} feature vectors, the subset "
-                f"{paths.subset_manifest} {trainer.num_real} images"
-            )
-    else:
-        subset = trainer.pool[: trainer.num_real].permute(0, 2, 3, 1).numpy()
-        features = inception.of_arrays(subset)
-    count = trainer.train_cfg["diversity_samples"]
-    return DiversityProbe(features, paths.lpips_weights, inception, count, trainer.spec["device"])
-
-
-def _stop_if_not_finite(
-    trainer: GANTrainer, stats: dict[str, float], check_weights: bool = False
-) -> None:
-    """Raise ``TrainingError`` on a NaN/inf loss (or, before a checkpoint, weight): the run
-    stops and the checkpoints on disk, all written from finite weights, are kept."""
-    bad = [key for key, value in stats.items() if not math.isfinite(value)]
-    if check_weights:
-        nets = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}
-        bad += [
-            f"{net_name} weights"
-            for net_name, net in nets.items()
-            if not all(torch.isfinite(p).all() for p in net.parameters())
-        ]
-    if bad:
-        raise TrainingError(
-            f"non-finite {', '.join(bad)} at step {trainer.step}; stopping. The last good "
-            f"checkpoint in {trainer.paths.work_dir / 'checkpoints'} is kept (lower the learning "
-            "rate or raise r1_gamma, then rerun to resume from it)."
-        )
-
-
-def _next_multiple(kimg: float, every: float) -> float:
-    return (math.floor(kimg / every + 1e-9) + 1) * every
-
-
-def _log_row(
-    trainer: GANTrainer,
-    sums: dict[str, float],
-    count: int,
-    throughput: Throughput,
-    budget: float,
-    log: logging.Logger,
-) -> dict[str, Any]:
-    means = {k: v / max(count, 1) for k, v in sums.items()}
-    sec_per_kimg = throughput.tick(trainer.images_seen)
-    eta = (budget - trainer.kimg) * sec_per_kimg
-    part_stats = {k: v for p in trainer.parts for k, v in p.stats().items()}
-    labels = {"loss_g": "G", "loss_d": "D", "r1": "R1", **{k: k for k in trainer.extra_columns}}
-    losses = "  ".join(f"{label} {means[key]:.4f}" for key, label in labels.items() if key in means)
-    log.info(
-        "kimg %.2f/%g step %d  %s  %.2f s/kimg  ETA %s %s",
-        trainer.kimg, budget, trainer.step, losses, sec_per_kimg, _duration(eta),
-        " ".join(f"{k} {v:.4g}" for k, v in part_stats.items()),
-    )  # fmt: skip
-    return {
-        "step": trainer.step,
-        "kimg": trainer.kimg,
-        "seconds": trainer.elapsed,
-        "sec_per_kimg": sec_per_kimg,
-        **means,
-        **part_stats,
-    }
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
-
-
-def _record_fid(
-    trainer: GANTrainer, fid: float, work: Path, log: logging.Logger, patience: int
-) -> bool:
-    """Track the FID history, keep the best snapshot; True when early stopping triggers."""
-    previous = trainer.fid_history[-1][1] if trainer.fid_history else None
-    trainer.fid_history.append((trainer.kimg, fid))
-    trainer.increases = trainer.increases + 1 if previous is not None and fid > previous else 0
-    if trainer.best is None or fid < trainer.best["fid"]:
-        trainer.best = {"kimg": trainer.kimg, "step": trainer.step, "fid": fid}
-        with atomic_path(work / "best.pt") as tmp:
-            torch.save(trainer.G_ema.state_dict(), tmp)
-    log.info(
-        "FID %.3f at kimg %.2f (best %.3f at kimg %.2f; %d consecutive increase(s))",
-        fid, trainer.kimg, trainer.best["fid"], trainer.best["kimg"], trainer.increases,
-    )  # fmt: skip
-    if trainer.increases >= patience:
-        log.info("early stopping: FID rose %d evaluations in a row", trainer.increases)
-        return True
-    return False
-
-
-class _Evaluator:
-    """FID of G_ema's images from fixed latents against the reference features."""
-
-    def __init__(self, paths: TrainPaths, inception: InceptionFeatures, cfg: dict[str, Any]):
-        self.reference, _ = load_features(paths.reference_features)
-        self.inception = inception
-        self.count = cfg["eval_samples"]
-
-    def fid(self, generator: Generator) -> float:
-        images = generate_images(generator, self.count, EVAL_SEED, batch_size=64)
-        return fid_from_features(self.inception.of_arrays(images), self.reference)
-
-
-def _finish(
-    trainer: GANTrainer,
-    paths: TrainPaths,
-    spec: dict[str, Any],
-    stopped_early: bool,
-    probe: DiversityProbe | None,
-    log: logging.Logger,
-) -> dict[str, Any]:
-    work = paths.work_dir
-    state = trainer.G_ema.state_dict()
-    if trainer.best is not None:
-        state = torch.load(work / "best.pt", map_location="cpu", weights_only=True)
-        selected = f"best FID {trainer.best['fid']:.4f} at kimg {trainer.best['kimg']:.2f}"
-    else:
-        selected = "final generator (no FID evaluation configured)"
-    meta = {
-        "run": spec["run"],
-        "kimg_trained": trainer.kimg,
-        "steps": trainer.step,
-        "selected": selected,
-        "best": trainer.best,
-        "stopped_early": stopped_early,
-        "fid_history": trainer.fid_history,
-        "seconds": trainer.elapsed,
-        "device": str(trainer.device),
-        "num_real": trainer.num_real,
-        "num_pool": len(trainer.pool),
-        "seed": spec["seed"],
-        "diversity_networks": probe.networks if probe else None,
-        "loss_networks": trainer.loss_networks,
-        "provenance": provenance(),
-    }
-    snapshot = {
-        "arch": spec["backbone"]["arch"],
-        "generator": state,
-        "generator_kwargs": trainer.g_kwargs,
-        "meta": meta,
-    }
-    if paths.keep_networks:  # what CDC adapts: the last raw G and D
-        snapshot |= {
-            "generator_last": trainer.G.state_dict(),
-            "discriminator": trainer.D.state_dict(),
-            "discriminator_kwargs": trainer.d_kwargs,
-        }
-    with atomic_path(paths.network_out) as tmp:
-        torch.save(snapshot, tmp)
-    with atomic_path(paths.curve_out) as tmp:
-        shutil.copyfile(work / "curve.csv", tmp)
-    log.info("done: %s; %.1f kimg in %s", selected, trainer.kimg, _duration(trainer.elapsed))
-    return {**meta, "fid_history": np.asarray(trainer.fid_history).tolist()}

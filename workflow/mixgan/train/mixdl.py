@@ -1,6 +1,6 @@
 """The pieces of MixDL, mixup-based distance learning for few-shot GANs (Kong, SNU 2023
 thesis, sections 3.2-3.4; ECCV 2022 with Kim, Han and Kwak), used by the ``mixdl`` part
-(``mixgan.train.parts.MixDL``).
+(:class:`MixDL`, at the end of this module).
 
 An anchor latent is a convex mixture w0 = sum_i c_i w_i of N latents ("edges"). With the
 N-way distribution p = softmax(c) of its coefficients, MixDL asks
@@ -19,13 +19,22 @@ and ``model_cdc.py``) decides; each function says which.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixgan.nets.stylegan2 import Conv2dLayer, Discriminator, SynthesisNetwork
+from mixgan.nets.stylegan2 import (
+    Conv2dLayer,
+    Discriminator,
+    FullyConnectedLayer,
+    Generator,
+    SynthesisNetwork,
+)
+from mixgan.train.part_api import Part, Players
 
 COEFFICIENTS = ("dirichlet", "gaussian", "uniform")
 KL_DIRECTIONS = ("q_p", "p_q")
@@ -165,3 +174,179 @@ class PatchHeads(nn.Module):
     def forward(self, activations: Tensor, index: int) -> Tensor:
         """Patch logits ``[N, 1, H, W]`` of head ``index`` on its D activation."""
         return self.heads[index](activations)
+
+
+# -- the part ------------------------------------------------------------------------------
+
+
+def per_image_mean(patch_logits: torch.Tensor) -> torch.Tensor:
+    """[N, 1, H, W] patch logits -> [N, 1] means."""
+    return patch_logits.flatten(1).mean(1, keepdim=True)
+
+
+class MixDL(Part):
+    """MixDL (Kong, SNU 2023 thesis, sections 3.2-3.4): mixup-based distance learning.
+
+    Steps with ``step % standard_every == 0`` are standard GAN steps; the others are MixDL
+    steps (official code: ``--interp_freq 2``, i.e. every other step; the thesis does not say).
+    On a MixDL step, with N = ``num_latents`` (default: the batch size, as the official code's
+    batch x batch coefficient matrix) and B = the batch size:
+
+    * latents: N edges w_i = mapping(z_i) in W (no style mixing) and B anchors
+      w0_b = sum_i c_bi w_i, c_b ~ ``coefficients`` (``mixgan.train.sample_coefficients``),
+      p_b = softmax(c_b);
+    * G step: non-saturating loss of the anchors' images under the patch-level D (a random
+      head of ``PatchHeads`` on D's activations at ``patch_resolutions``), plus lambda_G x
+      KL(q || p), q_b = softmax_i cos(G_l(w0_b), G_l(w_i)) at a layer l drawn per anchor among
+      the synthesis layers but the first and last (``generator_layer_candidates``). One batch
+      of edges and anchors serves both terms (the official code draws a second batch for the
+      distance term);
+    * D step: logistic loss of the patch-level D on the real batch and on the anchors' images
+      (each D call drawing its head), plus lambda_D x KL(r || p),
+      r_b = softmax_i cos(proj(d1(G(w0_b))), proj(d1(G(w_i)))), d1 = D up to its last FC
+      layer (its ``b4.fc`` features) and proj a linear layer of ``projection_dim`` outputs
+      (thesis section 3.3; the official StyleGAN2 code has none, its FastGAN code a 512-wide
+      one; ``projection_dim: 0`` compares d1 directly).
+
+    The images pass through the method's other ``augment_d_input`` parts (DiffAugment, ADA)
+    as in the official code. ``generator_loss``/``discriminator_loss: false`` drop the
+    respective distance term (Table 5's D-only/G-only rows, the official code's
+    ``--kl_wt 0``/``--d_kl_wt 0``) and leave the patch-level adversarial game. The logits the
+    other hooks and the curve get are the per-image means of the patch logits (so ADA counts
+    images, not patches). The passes run eagerly (not through ``torch.compile``). The KL is
+    the thesis' KL(. || p) unless ``kl_direction: p_q`` (the official code's KL(p || .)), with
+    the official reduction (``distance_kl``). ``loss_g``/``loss_d`` of a MixDL step
+    include the weighted distance terms; logged apart: ``mixdl_g_kl`` and ``mixdl_d_kl``, the
+    unweighted distance losses of the latest MixDL step.
+    """
+
+    stage = 4
+    takes_steps = True
+
+    def __init__(self, name: str, settings: dict[str, Any]):
+        super().__init__(name, settings)
+        self.patch_heads: PatchHeads | None = None
+        self.patch_names: list[str] = []
+        self.projection: nn.Module | None = None
+        self.layer_names: list[str] = []
+        self.last: dict[str, torch.Tensor | float] = {}
+        if settings["generator_loss"]:
+            self.last["mixdl_g_kl"] = math.nan
+        if settings["discriminator_loss"]:
+            self.last["mixdl_d_kl"] = math.nan
+
+    def trainable_modules(
+        self, generator: Generator, discriminator: Discriminator
+    ) -> list[nn.Module]:
+        if self.settings["generator_loss"]:
+            self.layer_names = generator_layer_candidates(generator.synthesis)
+        taps = patch_taps(discriminator, self.settings["patch_resolutions"])
+        self.patch_names = [name for name, _ in taps]
+        self.patch_heads = PatchHeads([channels for _, channels in taps])
+        modules: list[nn.Module] = [self.patch_heads]
+        if self.settings["discriminator_loss"] and self.settings["projection_dim"] > 0:
+            width = discriminator.channels[4]  # of d1's output, b4.fc
+            self.projection = FullyConnectedLayer(width, self.settings["projection_dim"])
+            modules.append(self.projection)
+        return modules
+
+    def computes_losses(self, step: int) -> bool:
+        return step % self.settings["standard_every"] != 0
+
+    def _latents(
+        self, players: Players, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edges ws [N, num_ws, w_dim], coefficients c [B, N] and anchors [B, num_ws, w_dim]."""
+        count = self.settings["num_latents"] or batch
+        ws = players.mapped_ws(count)
+        c = sample_coefficients(
+            self.settings["coefficients"], batch, count, self.settings["dirichlet_alpha"],
+            ws.device,
+        )  # fmt: skip
+        return ws, c, mix_latents(c, ws)
+
+    def _discriminate(
+        self, players: Players, images: torch.Tensor, features: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Patch logits [N, 1, H, W] of ``images`` (augmented here) from a random head;
+        ``features`` receives D's activations."""
+        index = int(torch.randint(len(self.patch_names), ()))
+        images = players.augment(images)
+        with players.autocast():
+            players.D(images, None, features=features)
+            logits = self.patch_heads(features[self.patch_names[index]], index)
+        return logits.float()
+
+    def g_loss(self, players: Players, batch: int) -> torch.Tensor:
+        ws, c, anchors = self._latents(players, batch)
+        distance = self.settings["generator_loss"]
+        latents = torch.cat([ws, anchors]) if distance else anchors  # edges only for L_dist^G
+        features: dict[str, torch.Tensor] = {}
+        with players.autocast():
+            images = players.G.synthesis(latents, noise_mode="random", features=features)
+        logits = self._discriminate(players, images[-batch:].float(), {})
+        loss = F.softplus(-logits).mean()
+        if distance:
+            kl = self.generator_distance(features, c, len(ws))
+            self.last["mixdl_g_kl"] = kl.detach()
+            loss = loss + self.settings["lambda_g"] * kl
+        return loss
+
+    def generator_distance(
+        self, features: dict[str, torch.Tensor], c: torch.Tensor, num_edges: int
+    ) -> torch.Tensor:
+        """L_dist^G (unweighted) from the synthesis activations of N edges then B anchors
+        mixed with coefficients ``c`` [B, N]; each anchor's layer is drawn here."""
+        layers = torch.randint(len(self.layer_names), (len(c),))
+        similarities = generator_similarities(features, self.layer_names, layers, num_edges)
+        return distance_kl(similarities, c, self.settings["kl_direction"])
+
+    def discriminator_distance(
+        self, features: dict[str, torch.Tensor], c: torch.Tensor, num_edges: int
+    ) -> torch.Tensor:
+        """L_dist^D (unweighted) from D's activations on N edges then B anchors."""
+        d1 = features[D_FEATURES].float()
+        embedded = d1 if self.projection is None else self.projection(d1)
+        similarities = cosine_similarities(embedded[num_edges:], embedded[:num_edges])
+        return distance_kl(similarities, c, self.settings["kl_direction"])
+
+    def d_loss(
+        self, players: Players, real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = len(real)
+        distance = self.settings["discriminator_loss"]
+        with torch.no_grad():
+            ws, c, anchors = self._latents(players, batch)
+            latents = torch.cat([ws, anchors]) if distance else anchors  # edges only for L_dist^D
+            with players.autocast():
+                fake = players.G.synthesis(latents, noise_mode="random").float()
+        logits_real = self._discriminate(players, real, {})
+        features: dict[str, torch.Tensor] = {}
+        logits_fake = self._discriminate(players, fake, features)[-batch:]  # the anchors'
+        loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        if distance:
+            kl = self.discriminator_distance(features, c, len(ws))
+            self.last["mixdl_d_kl"] = kl.detach()
+            loss = loss + self.settings["lambda_d"] * kl
+        return loss, per_image_mean(logits_real), per_image_mean(logits_fake)
+
+    def stats(self) -> dict[str, float]:
+        return {key: float(value) for key, value in self.last.items()}
+
+    def _modules(self) -> dict[str, nn.Module]:
+        """The part's trained modules by checkpoint key (the projection only when built)."""
+        modules = {"patch_heads": self.patch_heads, "projection": self.projection}
+        return {key: module for key, module in modules.items() if module is not None}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {key: module.state_dict() for key, module in self._modules().items()},
+            "last": self.stats(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        for key, module in self._modules().items():
+            module.load_state_dict(state["modules"][key])
+        self.last.update({k: v for k, v in state["last"].items() if k in self.last})

@@ -10,9 +10,12 @@ function says so.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from mixgan.train.part_api import Part
 
 
 def mode_seeking_loss(z: Tensor, images: Tensor, eps: float = 1e-5) -> Tensor:
@@ -102,3 +105,79 @@ def distance_preservation_loss(
     latent = (_upper_pairs(pairwise_mean_abs(z)) - mu_z) / sigma_z
     image = (_upper_pairs(pairwise_mean_abs(images)) - mu_y) / max(sigma_y, 1e-8)
     return (latent - image).abs().mean()
+
+
+# -- the parts -----------------------------------------------------------------------------
+
+
+class GeneratorRegularizer(Part):
+    """A mode-collapse regularizer of G (MixDL's Table 2 baselines): ``weight`` x a loss of
+    the batch's latents and images, added to G's loss on standard steps. The unweighted loss
+    of the latest step is logged as ``<kind>_loss``."""
+
+    stage = 4
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, settings: dict[str, Any]):
+        super().__init__(name, settings)
+        self.last: torch.Tensor | float = math.nan  # a tensor: no device sync per step
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_regularizer(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
+        value = self.loss(latents, images)
+        self.last = value.detach()
+        return self.settings["weight"] * value
+
+    def stats(self) -> dict[str, float]:
+        return {f"{self.kind}_loss": float(self.last)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": float(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last = state.get("last", math.nan)
+
+
+class ModeSeeking(GeneratorRegularizer):
+    """MSGAN's mode-seeking loss (:func:`mode_seeking_loss`)."""
+
+    kind = "msgan"
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return mode_seeking_loss(latents, images)
+
+
+class NormalizedDiversity(GeneratorRegularizer):
+    """N-Div's normalized diversity loss with margin ``alpha``
+    (:func:`normalized_diversity_loss`)."""
+
+    kind = "ndiv"
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return normalized_diversity_loss(latents, images, self.settings["alpha"])
+
+
+class DistancePreservation(GeneratorRegularizer):
+    """DistanceGAN's distance-preservation loss (:func:`distance_preservation_loss`),
+    standardised with N(0, I)'s statistics for z and the pair-distance statistics of the
+    first ``statistics_images`` training images (all pairs) for G(z)."""
+
+    kind = "distancegan"
+
+    def __init__(self, name: str, settings: dict[str, Any]):
+        super().__init__(name, settings)
+        self.image_statistics: tuple[float, float] | None = None
+
+    def set_training_images(self, images: torch.Tensor) -> None:
+        if len(images) < 2:
+            raise ValueError(f"part {self.name}: DistanceGAN needs at least 2 training images")
+        chosen = images[: self.settings["statistics_images"]].float() / 127.5 - 1
+        self.image_statistics = distance_statistics(chosen)
+
+    def loss(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        if self.image_statistics is None:
+            raise RuntimeError(f"part {self.name}: set_training_images was not called")
+        latent_statistics = gaussian_distance_statistics(latents.shape[1])
+        return distance_preservation_loss(latents, images, latent_statistics, self.image_statistics)
