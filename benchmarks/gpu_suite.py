@@ -58,7 +58,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from mixgan.config import Study, load_config_file, validate_config  # noqa: E402
+from mixgan.config import load_config_file, validate_config  # noqa: E402
 from mixgan.data.procedural import generate_shapes  # noqa: E402
 from mixgan.nets.ncsn import ScoreNet  # noqa: E402
 from mixgan.nets.stylegan2 import Discriminator, Generator, count_parameters  # noqa: E402
@@ -68,6 +68,7 @@ from mixgan.scores import (  # noqa: E402
     max_pairwise_distance,
     scoremix,
 )
+from mixgan.study import Study  # noqa: E402
 from mixgan.train.scorenet import dsm_step  # noqa: E402
 
 LOG = logging.getLogger("gpu_suite")
@@ -198,16 +199,17 @@ def gan_trainer(
     source_model: Path | None = None,
 ):
     """The run's trainer, its real images ``pool`` (NCHW uint8) instead of a subset zip."""
-    from mixgan.train import gan
+    from mixgan.train import gan, loop
+    from mixgan.train.paths import TrainPaths
 
-    paths = gan.TrainPaths(
+    paths = TrainPaths(
         Path("unused.zip"), Path("unused.json"), Path("unused"), Path("unused.pt"),
         Path("unused.csv"), scorenet=scorenet, source_model=source_model,
     )  # fmt: skip
     original = gan.load_real_pool
     gan.load_real_pool = lambda paths, parts: (pool, len(pool))
     try:
-        return gan.make_trainer(spec, paths, LOG)
+        return loop.make_trainer(spec, paths, LOG)
     finally:
         gan.load_real_pool = original
 
@@ -380,10 +382,10 @@ def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
         lam = torch.rand(batch)
         reset_peak(device)
         with precision(mode, device):
-            scoremix(x1, x2, net, lam, steps=2, final_denoise=False)  # warm-up
+            scoremix(x1, x2, net, lam, steps=2, final_denoise={"mode": "none"})  # warm-up
             probe = 2 if smoke else 6
             seconds, _ = timed(
-                lambda: scoremix(x1, x2, net, lam, steps=probe, final_denoise=False), device
+                lambda: scoremix(x1, x2, net, lam, probe, final_denoise={"mode": "none"}), device
             )
         step = seconds / probe
         return {
@@ -409,7 +411,8 @@ def section_scoremix(ctx: dict[str, Any]) -> dict[str, Any]:
             ctx["save"](out)
     steps = 10 if smoke else 100
     # The augment rule's code path, end to end: make_augmented_set, 8 images, 100 steps.
-    part = {"mu": 1, "alpha": 0.2, "steps": steps, "lr": 0.005, "final_denoise": True, "seed": 0}
+    part = {"mu": 1, "alpha": 0.2, "steps": steps, "lr": 0.005, "seed": 0}
+    part["final_denoise"] = {"mode": "sdedit", "t0": 0.25, "steps": None}
     seconds, (augmented, _) = timed(
         lambda: make_augmented_set(images[:8], ScoreMixer(net, steps), part, batch_size=8),
         device,

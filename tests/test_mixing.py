@@ -67,10 +67,9 @@ def test_every_mixer_has_the_same_interface(score_net):
 
 def test_score_mixer_runs_algorithm_1(score_net):
     x1, x2, lam = images(0), images(1), torch.full((6,), 0.3)
-    expected = scoremix(x1, x2, score_net, lam, steps=3, lr=0.01, final_denoise=False)
-    assert torch.equal(
-        ScoreMixer(score_net, steps=3, lr=0.01, final_denoise=False)(x1, x2, lam), expected
-    )
+    plain = {"mode": "none"}
+    expected = scoremix(x1, x2, score_net, lam, steps=3, lr=0.01, final_denoise=plain)
+    assert torch.equal(ScoreMixer(score_net, 3, 0.01, plain)(x1, x2, lam), expected)
 
 
 def test_pairs_are_distinct_uniform_and_prefix_stable():
@@ -83,7 +82,8 @@ def test_pairs_are_distinct_uniform_and_prefix_stable():
         draw_pairs(1, 3, torch.Generator())
 
 
-PART = {"mu": 3, "seed": 0, "alpha": 0.2, "steps": 0, "lr": 0.005, "final_denoise": False}
+PART = {"mu": 3, "seed": 0, "alpha": 0.2, "steps": 0, "lr": 0.005}
+PART["final_denoise"] = {"mode": "none"}
 
 
 def test_static_mu_writes_exactly_mu_times_n_images_with_their_pairs_and_weights():

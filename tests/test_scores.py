@@ -14,6 +14,7 @@ from mixgan.nets.ncsn import ScoreNet, stage_layout
 from mixgan.nets.stylegan2 import count_parameters
 from mixgan.scores import (
     dsm_loss,
+    generator_noise,
     geometric_sigmas,
     max_pairwise_distance,
     sample_lambdas,
@@ -201,7 +202,10 @@ def test_scoremix_decreases_the_score_norm(trained):
     x = images.float() / 255
     lam = sample_lambdas(8, generator=torch.Generator().manual_seed(0))
 
-    out, losses = scoremix(x[:8], x[8:16], net, lam, return_losses=True)
+    def noise():
+        return generator_noise(torch.Generator().manual_seed(3), "cpu")
+
+    out, losses = scoremix(x[:8], x[8:16], net, lam, noise=noise(), return_losses=True)
     assert out.shape == (8, 3, 8, 8) and out.min() >= 0 and out.max() <= 1
     assert losses.shape == (100,)
     assert losses[-1] < 0.5 * losses[0]
@@ -209,8 +213,8 @@ def test_scoremix_decreases_the_score_norm(trained):
     for name, p in net.named_parameters():
         assert torch.equal(p, before[name]) and p.grad is None
 
-    assert torch.equal(out, scoremix(x[:8], x[8:16], net, lam))  # deterministic
-    mixed = scoremix(x[:8], x[8:16], net, lam, steps=0, final_denoise=False)
+    assert torch.equal(out, scoremix(x[:8], x[8:16], net, lam, noise=noise()))  # seeded
+    mixed = scoremix(x[:8], x[8:16], net, lam, steps=0, final_denoise={"mode": "none"})
     weight = lam.float().view(-1, 1, 1, 1)
     torch.testing.assert_close(mixed, weight * x[:8] + (1 - weight) * x[8:16])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,6 +110,10 @@ def sample_lambdas(n: int, alpha: float = 0.2, generator: torch.Generator | None
     return torch.from_numpy(draws)
 
 
+DENOISE_MODES = ("none", "tweedie", "sdedit")
+NoiseFn = Callable[[torch.Size], Tensor]
+
+
 def scoremix(
     x1: Tensor,
     x2: Tensor,
@@ -116,33 +121,54 @@ def scoremix(
     lam: Tensor,
     steps: int = 100,
     lr: float = 0.005,
-    final_denoise: bool = True,
-    denoise_t0: float = 0.0,
+    final_denoise: dict[str, Any] | None = None,
+    noise: NoiseFn | None = None,
     return_losses: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """ScoreMix (Algorithm 1, Eq. 4): move the mixup ``x' = λ x1 + (1-λ) x2`` to a score zero.
+    """ScoreMix (Algorithm 1, Eq. 4): move the mixup ``x' = λ x1 + (1-λ) x2`` onto the data.
 
     ``lam`` has one weight per example. From ``x'``, ``steps`` Adam steps (learning rate ``lr``
     decayed linearly: step k uses ``lr (1 - k/steps)``) minimise ``Σ_n ||S(x_n, σ_N)||²`` over
     the images only, σ_N being the smallest level; the sum over the batch keeps examples
     independent. The score network's parameters and their gradients are left untouched.
 
-    ``final_denoise`` then applies one score-based denoising step ``x ← x + σ² S(x, σ)``
-    (Tweedie's estimate of the clean image, NCSN's final denoise). The paper says the step
-    "approximates the denoising process at t0 = 0.25"; we read ``t0`` as the time of a VE SDE
-    whose noise level ``σ(t) = σ_N (σ_1/σ_N)^t`` runs over the network's levels: ``denoise_t0``
-    picks the level nearest ``σ(t0)`` (index ``round((1 - t0)(N - 1))``). The default 0 is
-    NCSN's denoise at σ_N; 0.25 is the alternative reading. The result is clamped to [0, 1].
+    Then the final denoising (the paper: it "approximates the denoising process at t0 = 0.25"),
+    ``final_denoise = {"mode": ..., "t0": ..., "steps": ...}``:
 
-    Returns the images, and with ``return_losses`` also the objective before each step.
+    * ``sdedit`` (default): SDEdit on the VE SDE of the network's levels (:func:`sdedit`):
+      perturb to σ(t0) = σ_N (σ_1/σ_N)^t0, reverse-diffuse back, end with the noise-free mean;
+    * ``tweedie``: one step ``x + σ_N² S(x, σ_N)`` (NCSN's final denoise; moves pixels little);
+    * ``none``: the Adam result as it is.
+
+    ``noise`` draws SDEdit's Gaussian noise (``noise(shape)``; default: the global RNG on the
+    network's device; :func:`per_example_noise` makes every example's noise its own seed's).
+    The result is clamped to [0, 1]. Returns the images, with ``return_losses`` also the
+    objective before each Adam step.
     """
-    if not 0 <= denoise_t0 <= 1:
-        raise ValueError("denoise_t0 must be in [0, 1]")
-    sigmas = score_net.sigmas
-    last = len(sigmas) - 1
-    levels = torch.full((len(x1),), last, dtype=torch.long, device=x1.device)
+    denoise = {**DEFAULT_DENOISE, **(final_denoise or {})}
     weight = lam.to(x1.device, x1.dtype).view(-1, *[1] * (x1.ndim - 1))
-    x = (weight * x1 + (1 - weight) * x2).detach().clone().requires_grad_(True)
+    x, losses = minimise_score_norm(weight * x1 + (1 - weight) * x2, score_net, steps, lr)
+    if denoise["mode"] == "tweedie":
+        x = tweedie_denoise(x, score_net)
+    elif denoise["mode"] == "sdedit":
+        x = sdedit(x, score_net, denoise["t0"], denoise["steps"], noise)
+    elif denoise["mode"] != "none":
+        raise ValueError(f"final_denoise mode must be one of {DENOISE_MODES}")
+    x = x.clamp(0, 1)
+    return (x, losses.cpu()) if return_losses else x
+
+
+DEFAULT_DENOISE: dict[str, Any] = {"mode": "sdedit", "t0": 0.25, "steps": None}
+
+
+def minimise_score_norm(
+    x: Tensor, score_net: ScoreNet, steps: int, lr: float
+) -> tuple[Tensor, Tensor]:
+    """Algorithm 1's loop: Adam on the images, linearly decayed ``lr``, objective
+    ``Σ ||S(x, σ_N)||²``. Returns the images and the objective before each step."""
+    last = len(score_net.sigmas) - 1
+    levels = torch.full((len(x),), last, dtype=torch.long, device=x.device)
+    x = x.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / max(steps, 1))
     losses = torch.zeros(steps, device=x.device)  # on x's device: no host sync per step
@@ -153,13 +179,108 @@ def scoremix(
             optimizer.step()
             schedule.step()
             losses[k] = loss.detach()
-    x = x.detach()
-    if final_denoise:
-        index = round((1 - denoise_t0) * last)
-        with torch.no_grad():
-            x = x + sigmas[index] ** 2 * score_net(x, torch.full_like(levels, index))
-    x = x.clamp(0, 1)
-    return (x, losses.cpu()) if return_losses else x
+    return x.detach(), losses
+
+
+@torch.no_grad()
+def tweedie_denoise(x: Tensor, score_net: ScoreNet, level: int = -1) -> Tensor:
+    """Tweedie's estimate of the clean image at one level: ``x + σ² S(x, σ)``."""
+    index = level % len(score_net.sigmas)
+    levels = torch.full((len(x),), index, dtype=torch.long, device=x.device)
+    return x + score_net.sigmas[index] ** 2 * score_net(x, levels)
+
+
+def level_at(t: float, num_levels: int) -> int:
+    """Index of the level nearest σ(t) = σ_N (σ_1/σ_N)^t on the geometric grid (0 = σ_1)."""
+    if not 0 <= t <= 1:
+        raise ValueError(f"t must be in [0, 1], got {t}")
+    return round((1 - t) * (num_levels - 1))
+
+
+@torch.no_grad()
+def sdedit(
+    x: Tensor,
+    score_net: ScoreNet,
+    t0: float = 0.25,
+    steps: int | None = None,
+    noise: NoiseFn | None = None,
+) -> Tensor:
+    """SDEdit (Meng et al., 2022) on the VE SDE whose noise levels are the network's.
+
+    ``x`` is perturbed to the level nearest σ(t0) = σ_N (σ_1/σ_N)^t0, then the reverse
+    diffusion (:func:`reverse_diffusion`) runs over ``steps`` levels spread evenly in index from
+    there to σ_N (``None``: every level), and returns the last noise-free mean. ``t0 = 0``
+    leaves only the final Tweedie step at σ_N, with σ_N of noise added first.
+    """
+    count = len(score_net.sigmas)
+    start = level_at(t0, count)
+    levels = list(range(start, count))
+    if steps is not None:
+        if steps < 1:
+            raise ValueError("sdedit steps must be at least 1")
+        spread = torch.linspace(start, count - 1, min(steps, len(levels)), dtype=torch.float64)
+        levels = sorted({round(v) for v in spread.tolist()})
+    draw = noise or _global_noise(x.device)
+    perturbed = x + score_net.sigmas[start] * draw(x.shape).to(x)
+    return reverse_diffusion(score_net, perturbed, levels, draw)
+
+
+@torch.no_grad()
+def reverse_diffusion(
+    score_net: ScoreNet,
+    x: Tensor,
+    levels: list[int],
+    noise: NoiseFn,
+    snr: float | None = None,
+    corrector_steps: int = 0,
+) -> Tensor:
+    """The reverse-diffusion predictor of the VE SDE over ``levels`` (indices, largest σ first).
+
+    At level i, followed by level j (σ_j = 0 after the last): ``corrector_steps`` Langevin
+    corrections with step ``2 (snr |z| / |S|)²`` (batch-mean norms, as score-SDE), then
+    ``x ← x + (σ_i² - σ_j²) S(x, σ_i) + sqrt(σ_i² - σ_j²) z``. Returns the last step's mean,
+    the noise-free estimate (score-SDE's noise removal).
+    """
+    sigmas = score_net.sigmas
+    following = [*levels[1:], None]
+    mean = x
+    for index, after in zip(levels, following, strict=True):
+        label = torch.full((len(x),), index, dtype=torch.long, device=x.device)
+        for _ in range(corrector_steps):
+            score = score_net(x, label)
+            z = noise(x.shape).to(x)
+            ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
+            step = 2 * (snr * ratio) ** 2
+            x = x + step * score + torch.sqrt(2 * step) * z
+        variance = sigmas[index] ** 2 - (0.0 if after is None else sigmas[after] ** 2)
+        mean = x + variance * score_net(x, label)
+        if after is not None:
+            x = mean + torch.sqrt(variance) * noise(x.shape).to(x)
+    return mean
+
+
+def per_example_noise(seeds: Tensor, device: torch.device | str) -> NoiseFn:
+    """Noise whose n-th example comes from its own generator seeded with ``seeds[n]``, so an
+    image's noise does not depend on the batch it is drawn in."""
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def draw(shape: torch.Size) -> Tensor:
+        if shape[0] != len(generators):
+            raise ValueError(f"noise for {shape[0]} examples, seeds for {len(generators)}")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generators])
+
+    return draw
+
+
+def generator_noise(generator: torch.Generator | None, device: torch.device | str) -> NoiseFn:
+    """Noise from one generator (drawn on its device), or the global RNG on ``device``."""
+    if generator is None:
+        return _global_noise(device)
+    return lambda shape: torch.randn(shape, generator=generator, device=generator.device)
+
+
+def _global_noise(device: torch.device | str) -> NoiseFn:
+    return lambda shape: torch.randn(shape, device=device)
 
 
 # -- sampling from the score network itself (the NCSNv2 and SMLD rows of Table 2) ---------------
@@ -204,26 +325,14 @@ def predictor_corrector(
 ) -> Tensor:
     """The score-SDE PC sampler of the variance-exploding SDE (SMLD); images in [0, 1].
 
-    Starts from N(0, σ_1² I). At each level: ``corrector_steps`` Langevin corrections with
-    step ``2 (snr |z| / |S|)²`` (batch-mean norms, as score-SDE), then the reverse-diffusion
-    predictor ``x ← x + (σ_i² - σ_{i+1}²) S(x, σ_i) + sqrt(σ_i² - σ_{i+1}²) z``
-    (σ_{N+1} = 0); the last predictor mean is returned (noise removal, as score-SDE does).
+    Starts from N(0, σ_1² I), then :func:`reverse_diffusion` over every level with
+    ``corrector_steps`` Langevin corrections (signal-to-noise ratio ``snr``) before each
+    predictor step; the last predictor mean is returned (noise removal, as score-SDE does).
     """
     sigmas, device = score_net.sigmas, score_net.sigmas.device
     shape = (count, score_net.channels, score_net.resolution, score_net.resolution)
     x = torch.randn(shape, generator=generator, device=device) * sigmas[0]
-    following = torch.cat([sigmas[1:], sigmas.new_zeros(1)])
-    mean = x
-    for index, (sigma, next_sigma) in enumerate(zip(sigmas, following, strict=True)):
-        levels = torch.full((count,), index, dtype=torch.long, device=device)
-        for _ in range(corrector_steps):
-            score = score_net(x, levels)
-            noise = torch.randn(shape, generator=generator, device=device)
-            # score-SDE uses the batch-mean norms of the noise and of the score
-            ratio = noise.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
-            step = 2 * (snr * ratio) ** 2
-            x = x + step * score + torch.sqrt(2 * step) * noise
-        variance = sigma**2 - next_sigma**2
-        mean = x + variance * score_net(x, levels)
-        x = mean + torch.sqrt(variance) * torch.randn(shape, generator=generator, device=device)
+    noise = generator_noise(generator, device)
+    levels = list(range(len(sigmas)))
+    mean = reverse_diffusion(score_net, x, levels, noise, snr, corrector_steps)
     return mean.clamp(0, 1)

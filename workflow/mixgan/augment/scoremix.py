@@ -7,8 +7,9 @@ generator inputs) and Figure 3 all run Algorithm 1 through the same object.
 The static set draws pairs (i, j), i != j, uniformly from the subset (``pairs: same_class``:
 j of i's class, so the mixture keeps i's label for a class-conditional GAN) and lambda ~
 Beta(alpha, alpha), all from one seeded generator before any optimisation, then moves each
-mixture towards the data manifold (``mixgan.scores.scoremix``). With the same seed, a set
-with a larger mu starts with the pairs and weights of a smaller one.
+mixture towards the data manifold (``mixgan.scores.scoremix``); the final denoising's noise
+of image k comes from a seed hashed from the set's seed and k. With the same seed, a set with
+a larger mu starts with the pairs, weights and images of a smaller one.
 """
 
 from __future__ import annotations
@@ -21,20 +22,36 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mixgan.augment.mixing import Mixer
 from mixgan.nets.ncsn import ScoreNet
-from mixgan.scores import sample_lambdas, scoremix
+from mixgan.scores import (
+    DEFAULT_DENOISE,
+    generator_noise,
+    per_example_noise,
+    sample_lambdas,
+    scoremix,
+)
 
 log = logging.getLogger(__name__)
 
 
 class ScoreMixer:
-    """Algorithm 1 with fixed settings: ``mixer(x1, x2, lam)`` -> images in [0, 1]."""
+    """Algorithm 1 with fixed settings: ``mixer(x1, x2, lam)`` -> images in [0, 1].
+
+    ``final_denoise`` is the part's setting (``{"mode": "sdedit", "t0": 0.25, "steps": None}``
+    by default; see :func:`mixgan.scores.scoremix`).
+    """
 
     def __init__(
-        self, score_net: ScoreNet, steps: int = 100, lr: float = 0.005, final_denoise: bool = True
+        self,
+        score_net: ScoreNet,
+        steps: int = 100,
+        lr: float = 0.005,
+        final_denoise: dict[str, Any] | None = None,
     ):
         self.score_net = score_net
-        self.steps, self.lr, self.final_denoise = steps, lr, final_denoise
+        self.steps, self.lr = steps, lr
+        self.final_denoise = {**DEFAULT_DENOISE, **(final_denoise or {})}
 
     @classmethod
     def from_part(cls, score_net: ScoreNet, part: dict[str, Any]) -> ScoreMixer:
@@ -42,12 +59,24 @@ class ScoreMixer:
         return cls(score_net, part["steps"], part["lr"], part["final_denoise"])
 
     def __call__(
-        self, x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None
+        self,
+        x1: Tensor,
+        x2: Tensor,
+        lam: Tensor,
+        generator: torch.Generator | None = None,
+        seeds: Tensor | None = None,
     ) -> Tensor:
+        """Mix; the denoising noise comes from ``seeds`` (one per example) if given, else from
+        ``generator``, else from the global RNG on the network's device."""
         device = self.score_net.sigmas.device
+        noise = (
+            per_example_noise(seeds, device)
+            if seeds is not None
+            else generator_noise(generator, device)
+        )
         out = scoremix(
             x1.to(device), x2.to(device), self.score_net, lam.to(device),
-            steps=self.steps, lr=self.lr, final_denoise=self.final_denoise,
+            steps=self.steps, lr=self.lr, final_denoise=self.final_denoise, noise=noise,
         )  # fmt: skip
         return out.to(x1.device)
 
@@ -82,9 +111,19 @@ def draw_pairs(
     return torch.stack([first, second], dim=1)
 
 
+def image_seeds(seed: int, start: int, count: int) -> Tensor:
+    """The noise seed of augmented images ``start .. start + count - 1`` of a set: a hash of
+    the set's seed and the image's index, so it does not depend on batches or mu."""
+    states = [
+        np.random.SeedSequence([seed, index]).generate_state(2, np.uint32)
+        for index in range(start, start + count)
+    ]
+    return torch.tensor([int(a) << 31 | int(b) >> 1 for a, b in states], dtype=torch.int64)
+
+
 def make_augmented_set(
     images: Tensor,
-    mixer: ScoreMixer,
+    mixer: ScoreMixer | Mixer,
     part: dict[str, Any],
     batch_size: int = 64,
     labels: Tensor | None = None,
@@ -106,7 +145,11 @@ def make_augmented_set(
         index = pairs[start : start + batch_size]
         x1 = images[index[:, 0]].float() / 255
         x2 = images[index[:, 1]].float() / 255
-        mixed = mixer(x1, x2, lambdas[start : start + batch_size])
+        lam = lambdas[start : start + batch_size]
+        if isinstance(mixer, ScoreMixer):
+            mixed = mixer(x1, x2, lam, seeds=image_seeds(part["seed"], start, len(index)))
+        else:  # a baseline mixer (tests, comparisons): no denoising noise
+            mixed = mixer(x1, x2, lam)
         out.append((mixed * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu())
         done = min(start + batch_size, count)
         elapsed = time.perf_counter() - started
