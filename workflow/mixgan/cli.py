@@ -86,6 +86,42 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 @command(
+    "protocol",
+    "list every table row's settings with their sources and deviations (config/protocol/)",
+    arg("--configfile", required=True, type=Path),
+    arg("--sources", type=Path, help="folder of rule files (default: config/protocol/)"),
+    arg("--out-csv", type=Path, help="tidy listing: table, row, setting, value, source, status"),
+    arg("--out-md", type=Path, help="per table: settings x rows, marked"),
+    arg(
+        "--check", action="store_true", help="fail on undocumented deviations or unsourced settings"
+    ),
+)
+def cmd_protocol(args: argparse.Namespace) -> int:
+    from mixgan import protocol
+    from mixgan.config import load_config_file
+    from mixgan.io import atomic_open
+    from mixgan.study import Study
+
+    study = Study(load_config_file(args.configfile), check_paths=False)
+    rules, infrastructure = protocol.load_rules(args.sources or protocol.SOURCES_DIR)
+    rows = protocol.protocol_rows(study, rules, infrastructure)
+    if args.out_csv:
+        with atomic_open(args.out_csv, "w") as handle:
+            rows.to_csv(handle, index=False)
+    if args.out_md:
+        with atomic_open(args.out_md, "w") as handle:
+            handle.write(protocol.markdown(rows, f"Protocol of study '{study.name}'"))
+    counts = rows.drop_duplicates(["setting", "value", "status"])["status"].value_counts()
+    print(", ".join(f"{status} {counts.get(status, 0)}" for status in protocol.STATUSES))
+    found = protocol.problems(rows)
+    for line in found:
+        print(f"  {line}")
+    for rule in protocol.stale_rules(rules, rows):
+        print(f"  unused rule: {rule.setting} where {rule.where}")
+    return 1 if args.check and found else 0
+
+
+@command(
     "spec",
     "print the resolved spec of one run (for `mixgan train --spec @file`)",
     arg("--configfile", required=True, type=Path),
