@@ -197,9 +197,8 @@ def problems(rows: pd.DataFrame) -> list[str]:
     for (setting, status, value, source_value), group in bad.groupby(
         ["setting", "status", "value", "source_value"], sort=True
     ):
-        where = ", ".join(
-            sorted({f"{t}: {r}" for t, r in zip(group["table"], group["row"], strict=True)})
-        )
+        places = sorted({f"{t}: {r}" for t, r in zip(group["table"], group["row"], strict=True)})
+        where = ", ".join(places[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
         if status == "unsourced":
             lines.append(f"{setting} = {value}: no source listed ({where})")
         else:
