@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mixgan.augment.mixing import mixup  # noqa: E402
-from mixgan.augment.scoremix import ScoreMixer, draw_pairs, image_seeds  # noqa: E402
+from mixgan.augment.scoremix import draw_pairs, image_seeds  # noqa: E402
 from mixgan.data.imagezip import read_image_zip  # noqa: E402
 from mixgan.data.prepare import prepare_dataset  # noqa: E402
 from mixgan.data.subsets import make_subset_manifest  # noqa: E402
@@ -49,7 +49,15 @@ from mixgan.metrics.fid_kid import fid_from_features, kid_from_features  # noqa:
 from mixgan.metrics.inception import InceptionFeatures  # noqa: E402
 from mixgan.metrics.weights import INCEPTION_FILE, provision_inception  # noqa: E402
 from mixgan.provenance import provenance  # noqa: E402
-from mixgan.scores import sample_lambdas  # noqa: E402
+from mixgan.scores import (  # noqa: E402
+    geometric_sigmas,
+    max_pairwise_distance,
+    minimise_score_norm,
+    per_example_noise,
+    sample_lambdas,
+    sdedit,
+    tweedie_denoise,
+)
 from mixgan.train.scorenet import load_score_net, train_score_net  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +132,36 @@ def reference_features(inception: InceptionFeatures, images: np.ndarray, key: st
     return features
 
 
+class ExactScore(torch.nn.Module):
+    """The exact score of the training subset blurred by each level (a Gaussian mixture on the
+    training images): the best score network there is, which memorises (the oracle row)."""
+
+    def __init__(self, data: torch.Tensor, sigmas: torch.Tensor):
+        super().__init__()
+        self.data = data.flatten(1)
+        self.register_buffer("sigmas", sigmas)
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        sigma = self.sigmas[levels].view(-1, 1)
+        flat = x.flatten(1)
+        weights = torch.softmax(-torch.cdist(flat, self.data).square() / (2 * sigma**2), dim=1)
+        return ((weights @ self.data - flat) / sigma**2).view_as(x)
+
+
+def train_sigmas(train: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """The levels a score network trained on ``train`` with these settings would have."""
+    return geometric_sigmas(max_pairwise_distance(train), 0.01, args.gamma)
+
+
+def denoised(x: torch.Tensor, net, denoise: dict[str, Any], seeds: torch.Tensor) -> torch.Tensor:
+    """A final denoising of ScoreMix (``mixgan.scores.scoremix``) applied to Adam's result."""
+    if denoise["mode"] == "tweedie":
+        x = tweedie_denoise(x, net)
+    elif denoise["mode"] == "sdedit":
+        x = sdedit(x, net, denoise["t0"], denoise["steps"], per_example_noise(seeds, "cpu"))
+    return x.clamp(0, 1)
+
+
 def pairs_figure(columns: dict[str, torch.Tensor], lam: torch.Tensor, title: str, path: Path):
     rows = len(lam)
     figure, axes = plt.subplots(
@@ -168,6 +206,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100, help="ScoreMix Adam steps")
     parser.add_argument("--scoremix-lr", type=float, default=0.005)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--oracle", action="store_true", help="the exact score of the subset, no training"
+    )
     parser.add_argument("--work", type=Path, help="keep the score network here (resumable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scoremix_manifold")
     args = parser.parse_args()
@@ -187,7 +228,8 @@ def main() -> int:
             dataset = {**SHAPES, "resolution": args.resolution}
         else:
             dataset = {"path": str(Path(args.data).resolve()), "format": "auto",
-                       "labels": args.labels, "domains": "none", "resolution": args.resolution}  # fmt: skip
+                       "labels": args.labels, "domains": "none",
+                       "resolution": args.resolution}  # fmt: skip
         prepared_zip = work / "prepared.zip"
         prepared = prepare_dataset(name, dataset, prepared_zip, work / "prepared.json")
         labelled = all(image["label"] is not None for image in prepared["images"])
@@ -221,6 +263,7 @@ def main() -> int:
         ]
         log.info("%s", rows)
         shown = np.concatenate([np.flatnonzero(mid), np.flatnonzero(~mid)])[:6]
+        seeds = image_seeds(0, 0, args.pairs)
         settings = {"ngf": args.ngf, "norm": args.norm, "gamma": args.gamma, "lr": args.lr,
                     "batch": args.batch, "ema": args.ema, "flip": args.flip,
                     "checkpoint_every": 500, "log_every": 100}  # fmt: skip
@@ -228,29 +271,43 @@ def main() -> int:
             settings["level_sampling"] = args.level_sampling
         networks = []
         for budget in budgets:
+            if args.oracle:
+                net = ExactScore(x, train_sigmas(train_t, args))
+                networks.append({"oracle": "exact score of the training subset"})
+            else:
+                tic = time.perf_counter()
+                summary = train_score_net(
+                    train_t, {**settings, "iterations": budget}, work / "net", log
+                )
+                networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic})
+                net = load_score_net(work / "net" / "scorenet.pt")
             tic = time.perf_counter()
-            summary = train_score_net(train_t, {**settings, "iterations": budget}, work / "net", log)
-            networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic})
-            net = load_score_net(work / "net" / "scorenet.pt")
-            seeds = image_seeds(0, 0, args.pairs)
+            optimised = torch.cat(  # Algorithm 1's Adam steps, shared by every denoising
+                [
+                    minimise_score_norm(mixed[i : i + 50], net, args.steps, args.scoremix_lr)[0]
+                    for i in range(0, args.pairs, 50)
+                ]
+            )
+            adam_seconds = time.perf_counter() - tic
             columns = {"x1": x1[shown], "x2": x2[shown], "mixup": mixed[shown]}
+            columns["after Adam"] = optimised[shown].clamp(0, 1)
             for label, denoise in variants:
-                mixer = ScoreMixer(net, args.steps, args.scoremix_lr, denoise)
                 tic = time.perf_counter()
                 out = torch.cat(
-                    [
-                        mixer(x1[i : i + 50], x2[i : i + 50], lam[i : i + 50], seeds=seeds[i : i + 50])
-                        for i in range(0, args.pairs, 50)
-                    ]
+                    [denoised(optimised[i : i + 50], net, denoise, seeds[i : i + 50])
+                     for i in range(0, args.pairs, 50)]
                 )  # fmt: skip
-                seconds = time.perf_counter() - tic
-                row = {"set": f"scoremix {label}", "iterations": budget, **evaluate(to_uint8(out), mid)}
-                rows.append({**row, "seconds": seconds})
+                seconds = adam_seconds + time.perf_counter() - tic
+                row = {"set": f"scoremix {label}", "iterations": 0 if args.oracle else budget}
+                rows.append({**row, **evaluate(to_uint8(out), mid), "seconds": seconds})
                 log.info("%s", rows[-1])
                 columns[f"ScoreMix {label}"] = out[shown]
-            title = (f"{name}: {args.subset} training images, score net {args.norm} ngf {args.ngf}, "
-                     f"{budget} iterations")  # fmt: skip
-            pairs_figure(columns, lam[shown], title, args.out.with_name(f"{args.out.name}-{budget}.png"))
+            what = "exact score" if args.oracle else f"{args.norm} ngf {args.ngf}, {budget} it."
+            title = f"{name}: {args.subset} training images, score net {what}"
+            path = args.out.with_name(f"{args.out.name}-{budget}.png")
+            pairs_figure(columns, lam[shown], title, path)
+            if args.oracle:
+                break
 
     result = {
         "measurement": "distance to the data: mixup vs ScoreMix of the same pairs and lambdas",

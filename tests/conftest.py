@@ -118,3 +118,19 @@ def data32(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data32")
     prepare_shapes_subset(folder, resolution=32)
     return folder
+
+
+class MixtureScore(torch.nn.Module):
+    """The exact score of a finite training set blurred by each noise level (a Gaussian
+    mixture centred on the training images), with ScoreNet's call."""
+
+    def __init__(self, data: torch.Tensor, sigmas: torch.Tensor):
+        super().__init__()
+        self.data = data
+        self.register_buffer("sigmas", sigmas)
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        sigma = self.sigmas[levels].view(-1, 1)
+        flat, points = x.flatten(1), self.data.flatten(1)
+        weights = torch.softmax(-(torch.cdist(flat, points) ** 2) / (2 * sigma**2), dim=1)
+        return ((weights @ points - flat) / sigma**2).view_as(x)

@@ -11,6 +11,8 @@ from mixgan.augment.scoremix import ScoreMixer, draw_pairs, make_augmented_set
 from mixgan.nets.ncsn import ScoreNet
 from mixgan.scores import geometric_sigmas, scoremix
 
+from .conftest import MixtureScore
+
 
 def images(seed: int, n: int = 6, size: int = 16) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
@@ -109,22 +111,6 @@ def test_augmented_sets_are_seeded_and_nested_in_mu():
     assert np.array_equal(large[:10], small)  # the mu = 2 set is a prefix of the mu = 6 set
     assert large_record["pairs"][:10] == small_record["pairs"]
     assert large_record["lambdas"][:10] == small_record["lambdas"]
-
-
-class MixtureScore(torch.nn.Module):
-    """The exact score of a finite training set blurred by each noise level (a Gaussian
-    mixture centred on the training images), with ScoreNet's call."""
-
-    def __init__(self, data: torch.Tensor, sigmas: torch.Tensor):
-        super().__init__()
-        self.data = data
-        self.register_buffer("sigmas", sigmas)
-
-    def forward(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-        sigma = self.sigmas[levels].view(-1, 1)
-        flat, points = x.flatten(1), self.data.flatten(1)
-        weights = torch.softmax(-(torch.cdist(flat, points) ** 2) / (2 * sigma**2), dim=1)
-        return ((weights @ points - flat) / sigma**2).view_as(x)
 
 
 def test_scoremix_with_the_exact_score_moves_mixtures_onto_the_data():

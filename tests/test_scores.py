@@ -10,18 +10,24 @@ import scipy.stats
 import torch
 from torch import Tensor, nn
 
+from mixgan.augment.scoremix import ScoreMixer
 from mixgan.nets.ncsn import ScoreNet, stage_layout
 from mixgan.nets.stylegan2 import count_parameters
 from mixgan.scores import (
     dsm_loss,
     generator_noise,
     geometric_sigmas,
+    level_at,
     max_pairwise_distance,
     sample_lambdas,
     scoremix,
+    sdedit,
+    technique4_step_size,
 )
 from mixgan.train.checkpoint import load_latest_checkpoint
 from mixgan.train.scorenet import load_score_net, train_score_net
+
+from .conftest import MixtureScore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -259,3 +265,129 @@ def read_curve(path) -> list[dict[str, str]]:
         return [
             {k: v for k, v in row.items() if k != "sec_per_iter"} for row in csv.DictReader(handle)
         ]
+
+
+def test_conditional_norm_reads_the_level_of_each_example():
+    """Changing one level's embedding changes the output at that level only: a norm that
+    ignored the level (or read another) would fail one of the two checks."""
+    torch.manual_seed(0)
+    sigmas = geometric_sigmas(5.0, 0.01, 0.5)
+    last = len(sigmas) - 1
+    net = ScoreNet(sigmas, 16, channels=3, ngf=4, norm="cond_instance_plus").eval()
+    norms = [m for m in net.modules() if getattr(m, "embed", None) is not None]
+    assert norms
+    with torch.no_grad():
+        for norm in norms:  # every level now carries level 0's parameters
+            norm.embed.weight.copy_(norm.embed.weight[:1].expand_as(norm.embed.weight))
+    x = torch.rand(2, 3, 16, 16)
+    levels = torch.tensor([0, last])
+    with torch.no_grad():
+        same = net(x, levels)
+        for norm in norms:
+            channels = norm.embed.weight.shape[1] // 3
+            norm.embed.weight[last, 2 * channels :] += 0.5  # the last level's bias only
+        changed = net(x, levels)
+    torch.testing.assert_close(changed[0], same[0], rtol=0, atol=0)
+    assert (changed[1] - same[1]).abs().max() > 1e-3
+
+
+class RootScore(nn.Module):
+    """S(x) = sqrt(x + 1): ||S||² = Σ (x + 1) has gradient 1 for every pixel, so each Adam step
+    moves every pixel by exactly its learning rate (up to Adam's eps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("sigmas", torch.tensor([1.0, 0.01]))
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        return (x + 1).sqrt()
+
+
+def test_scoremix_steps_decay_the_learning_rate_linearly():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    lam = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    steps, lr = 10, 0.005
+    _, losses = scoremix(x, x, RootScore(), lam, steps, lr, {"mode": "none"}, return_losses=True)
+    moved = (losses[:-1] - losses[1:]) / x.numel()  # each pixel's move in steps 0 .. steps-2
+    expected = torch.tensor([lr * (1 - k / steps) for k in range(steps - 1)])
+    torch.testing.assert_close(moved, expected, rtol=1e-3, atol=0)  # float32 sums of 96 pixels
+
+
+def test_sdedit_with_the_exact_score_returns_a_perturbed_point_to_its_component():
+    generator = torch.Generator().manual_seed(0)
+    points = torch.rand(2, 3, 4, 4, generator=generator)
+    distance = (points[0] - points[1]).norm().item()
+    score = MixtureScore(points, geometric_sigmas(distance, 0.01, 0.9))
+    noise = generator_noise(torch.Generator().manual_seed(1), "cpu")
+    # x* = a mixture nearer a (0.4 of the way to b) plus the kind of high-frequency texture
+    # Adam's per-pixel steps leave (±0.05 per pixel)
+    texture = 0.05 * torch.sign(torch.randn(64, 3, 4, 4, generator=generator))
+    start = 0.6 * points[0] + 0.4 * points[1] + texture
+    out = sdedit(start, score, t0=0.25, noise=noise)
+    assert (out - points[0]).flatten(1).norm(dim=1).max() < 1e-4  # all back on a's component
+    # from t0 = 1 (noise at sigma_1, the whole distance a-b) some land on b: t0 sets the level
+    far = sdedit(start, score, t0=1.0, noise=noise)
+    to_b = (far - points[1]).flatten(1).norm(dim=1) < 1e-4
+    assert 0 < to_b.sum() < len(start)
+    with pytest.raises(ValueError, match="t must be in"):
+        sdedit(start, score, t0=1.5)
+
+
+def test_sdedit_levels_run_from_sigma_t0_to_sigma_n():
+    sigmas = geometric_sigmas(100.0, 0.01, 0.99)
+    count = len(sigmas)
+    start = level_at(0.25, count)
+    sigma_t0 = 0.01 * (100.0 / 0.01) ** 0.25
+    assert sigmas[start].item() == pytest.approx(sigma_t0, rel=0.01)
+    calls: list[int] = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("sigmas", sigmas)
+
+        def forward(self, x: Tensor, level: Tensor) -> Tensor:
+            calls.append(int(level[0]))
+            return torch.zeros_like(x)
+
+    sdedit(torch.zeros(1, 3, 2, 2), Recorder(), t0=0.25)
+    assert calls == list(range(start, count))
+    calls.clear()
+    sdedit(torch.zeros(1, 3, 2, 2), Recorder(), t0=0.25, steps=5)
+    assert len(calls) == 5 and calls[0] == start and calls[-1] == count - 1
+    assert calls == sorted(calls)
+
+
+def test_scoremix_images_do_not_depend_on_their_batch(trained):
+    """With per-image noise seeds, an image's ScoreMix result is the same alone or in a batch."""
+    images, out_dir, _ = trained
+    net = load_score_net(out_dir / "scorenet.pt")
+    x = images.float() / 255
+    lam = sample_lambdas(4, generator=torch.Generator().manual_seed(0))
+    seeds = torch.tensor([11, 12, 13, 14])
+    mixer = ScoreMixer(net, steps=5, final_denoise={"mode": "sdedit", "t0": 0.25, "steps": 8})
+    together = mixer(x[:4], x[4:8], lam, seeds=seeds)
+    alone = mixer(x[2:3], x[6:7], lam[2:3], seeds=seeds[2:3])
+    torch.testing.assert_close(together[2:3], alone, rtol=0, atol=1e-5)
+    other = mixer(x[2:3], x[6:7], lam[2:3], seeds=torch.tensor([99]))
+    assert (other - alone).abs().max() > 1e-3  # the seed is what drives the noise
+
+
+def test_technique4_gives_ncsnv2s_ffhq_step_and_balances_the_variance():
+    """NCSNv2's ffhq.yml: 2,311 levels from 348 to 0.01, 3 steps per level, step 9e-7."""
+    sigmas = geometric_sigmas(348.0, 0.01, count=2311)
+    assert len(sigmas) == 2311 and sigmas[0].item() == pytest.approx(348.0, rel=1e-6)
+    step = technique4_step_size(sigmas, steps_each=3)
+    assert step == pytest.approx(9e-7, rel=0.02)
+    # the criterion itself, evaluated by hand at the result and at twice / half of it
+    ratio, floor = float(sigmas[0] / sigmas[1]), 0.01**2
+
+    def criterion(eps: float) -> float:
+        keep = 1 - eps / floor
+        injected = 2 * eps / (floor - floor * keep**2)
+        return keep**6 * (ratio**2 - injected) + injected
+
+    best = abs(criterion(step) - 1)
+    assert best < abs(criterion(2 * step) - 1) and best < abs(criterion(step / 2) - 1)
+    # more steps per level need a smaller step for the same balance
+    assert technique4_step_size(sigmas, steps_each=10) < step

@@ -18,7 +18,7 @@ import torch
 from mixgan.data.imagezip import to_numpy, write_image_zip
 from mixgan.nets import biggan, fastgan, stylegan2
 from mixgan.provenance import provenance
-from mixgan.scores import annealed_langevin, predictor_corrector
+from mixgan.scores import annealed_langevin, predictor_corrector, technique4_step_size
 
 #: backbone arch -> generator class (``network.pt`` stores the arch and the constructor arguments)
 GENERATORS = {
@@ -97,16 +97,21 @@ def sample_score_model(
     from mixgan.train.scorenet import load_score_net
 
     score_net = load_score_net(scorenet_path, device)
+    step_lr = backbone.get("step_lr")
+    if step_lr == "auto":
+        step_lr = technique4_step_size(score_net.sigmas, backbone["steps_each"])
     generator = torch.Generator(device=device).manual_seed(seed)
     chunks = []
     for start in range(0, count, batch_size):
         n = min(batch_size, count - start)
         if backbone["sampler"] == "annealed_langevin":
             images = annealed_langevin(
-                score_net, n, backbone["steps_each"], backbone["step_lr"], generator=generator
+                score_net, n, backbone["steps_each"], step_lr, generator=generator
             )
         else:
-            images = predictor_corrector(score_net, n, backbone["snr"], generator=generator)
+            images = predictor_corrector(
+                score_net, n, backbone["snr"], backbone["steps_each"], generator=generator
+            )
         chunks.append(to_numpy(images * 2 - 1))
     return np.concatenate(chunks)
 

@@ -38,8 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "norm": "cond_instance_plus",
     "sigma_min": 0.01,
     "gamma": 0.99,
+    "num_levels": None,
     "sigma_max": "auto",
     "lr": 1e-4,
+    "adam_eps": 1e-8,
+    "warmup": 0,
+    "grad_clip": 0.0,
     "batch": 32,
     "iterations": 300_000,
     "ema": 0.999,
@@ -63,9 +67,12 @@ def train_score_net(
     """Train S_θ on ``images`` (uint8 ``[N, C, H, W]``) and write ``out_dir/scorenet.pt``.
 
     ``settings`` overrides :data:`DEFAULTS` (unknown keys are an error). ``sigma_max: "auto"``
-    uses the largest pairwise distance of the images. Adam(lr, betas (0.9, 0.999), eps 1e-8)
-    as NCSNv2; the EMA of the weights (rate ``ema``) is what gets saved. Random horizontal flips
-    only with ``flip: true``. A checkpoint in ``out_dir/checkpoints`` is resumed; one trained
+    uses the largest pairwise distance of the images (NCSNv2's Technique 1); ``num_levels``,
+    when set, fixes the number of levels instead of ``gamma``. Adam(lr, betas (0.9, 0.999),
+    ``adam_eps``), the learning rate warmed up linearly over ``warmup`` iterations and the
+    gradient norm clipped at ``grad_clip`` when those are positive (score-SDE's schedule); the
+    EMA of the weights (rate ``ema``) is what gets saved. Random horizontal flips only with
+    ``flip: true``. A checkpoint in ``out_dir/checkpoints`` is resumed; one trained
     with other settings (apart from :data:`RESUMABLE_CHANGES`) is an error.
 
     ``out_dir/curve.csv`` gets one row per ``log_every`` iterations: the mean training loss of
@@ -99,13 +106,17 @@ def train_score_net(
         sigma_max = cfg["sigma_max"]
         if sigma_max == "auto":
             sigma_max = max_pairwise_distance(images)
-        sigmas = geometric_sigmas(float(sigma_max), cfg["sigma_min"], cfg["gamma"])
+        sigmas = geometric_sigmas(
+            float(sigma_max), cfg["sigma_min"], cfg["gamma"], cfg["num_levels"]
+        )
     pooled = None if cfg["pooled_stages"] == "auto" else int(cfg["pooled_stages"])
     net = ScoreNet(sigmas, images.shape[-1], images.shape[1], cfg["ngf"], cfg["norm"], pooled).to(
         device
     )
     ema = copy.deepcopy(net).requires_grad_(False)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.Adam(
+        net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=cfg["adam_eps"]
+    )
     data = images.to(device)
     eval_batch = data[_batch_indices(1, batch, len(data), cfg["seed"])].float() / 255
     eval_generator = torch.Generator(device=device)
@@ -139,7 +150,10 @@ def train_score_net(
         if cfg["flip"]:
             flip = torch.rand(len(x), device=device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        loss = dsm_step(net, ema, optimizer, x, cfg["ema"])
+        if cfg["warmup"] > 0:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg["lr"] * min(step / cfg["warmup"], 1.0)
+        loss = dsm_step(net, ema, optimizer, x, cfg["ema"], cfg["grad_clip"])
         interval_sum += loss.item()
         interval_count += 1
 
@@ -211,12 +225,20 @@ def train_score_net(
 
 
 def dsm_step(
-    net: ScoreNet, ema: ScoreNet, optimizer: torch.optim.Optimizer, x: Tensor, ema_rate: float
+    net: ScoreNet,
+    ema: ScoreNet,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    ema_rate: float,
+    grad_clip: float = 0.0,
 ) -> Tensor:
-    """One training step: the DSM loss of batch ``x``, an optimizer step, the EMA update."""
+    """One training step: the DSM loss of batch ``x``, an optimizer step (the gradient norm
+    clipped at ``grad_clip`` if positive), the EMA update."""
     loss = dsm_loss(net, x, net.sigmas)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
     optimizer.step()
     with torch.no_grad():
         for target, source in zip(ema.parameters(), net.parameters(), strict=True):
