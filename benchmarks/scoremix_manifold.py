@@ -51,6 +51,7 @@ from mixgan.metrics.weights import INCEPTION_FILE, provision_inception  # noqa: 
 from mixgan.provenance import provenance  # noqa: E402
 from mixgan.scores import (  # noqa: E402
     geometric_sigmas,
+    level_at,
     max_pairwise_distance,
     minimise_score_norm,
     per_example_noise,
@@ -153,6 +154,30 @@ def train_sigmas(train: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     return geometric_sigmas(max_pairwise_distance(train), 0.01, args.gamma)
 
 
+@torch.no_grad()
+def score_quality(net, images: torch.Tensor, ts=(0.0, 0.25, 0.5, 1.0)) -> dict[str, float]:
+    """Relative denoising error of the score at the levels of VE times ``ts`` (0: sigma_N,
+    1: sigma_1): mean of ||sigma S(x + sigma z) + z||² / ||z||² over ``images`` (fixed noise).
+    1 = no better than a zero score; the exact score of the data's own distribution is
+    below 1 by what the noise hides."""
+    generator = torch.Generator().manual_seed(5)
+    out = {}
+    for t in ts:
+        index = level_at(t, len(net.sigmas))
+        sigma = net.sigmas[index]
+        z = torch.randn(images.shape, generator=generator)
+        levels = torch.full((len(images),), index, dtype=torch.long)
+        values = []
+        for i in range(0, len(images), 50):
+            noisy = images[i : i + 50] + sigma * z[i : i + 50]
+            residual = sigma * net(noisy, levels[i : i + 50]) + z[i : i + 50]
+            values.append(
+                residual.flatten(1).square().sum(1) / z[i : i + 50].flatten(1).square().sum(1)
+            )
+        out[f"t{t:g}"] = float(torch.cat(values).mean())
+    return out
+
+
 def denoised(x: torch.Tensor, net, denoise: dict[str, Any], seeds: torch.Tensor) -> torch.Tensor:
     """A final denoising of ScoreMix (``mixgan.scores.scoremix``) applied to Adam's result."""
     if denoise["mode"] == "tweedie":
@@ -198,7 +223,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA rate of the score net")
     parser.add_argument("--flip", action="store_true", help="random horizontal flips")
-    parser.add_argument("--level-sampling", default="uniform")
+    parser.add_argument("--max-level-t", type=float, default=1.0, help="train levels t <= this")
     parser.add_argument("--iterations", default="1500", help="comma-separated, nested budgets")
     parser.add_argument(
         "--variants", default="none,tweedie,sdedit:0.25", type=lambda s: s.split(",")
@@ -243,6 +268,9 @@ def main() -> int:
         train = read_image_zip(prepared_zip, [image["name"] for image in subset["images"]])
         train_t = torch.from_numpy(train).permute(0, 3, 1, 2).contiguous()
         x = train_t.float() / 255
+        chosen = {image["name"] for image in subset["images"]}
+        others = [n for n in names if n not in chosen][: max(len(train), 100)]
+        held = torch.from_numpy(read_image_zip(prepared_zip, others)).permute(0, 3, 1, 2) / 255
 
         weights = REPO / "resources" / "weights" / INCEPTION_FILE
         if not weights.exists():
@@ -267,8 +295,8 @@ def main() -> int:
         settings = {"ngf": args.ngf, "norm": args.norm, "gamma": args.gamma, "lr": args.lr,
                     "batch": args.batch, "ema": args.ema, "flip": args.flip,
                     "checkpoint_every": 500, "log_every": 100}  # fmt: skip
-        if args.level_sampling != "uniform":
-            settings["level_sampling"] = args.level_sampling
+        if args.max_level_t < 1:
+            settings["max_level_t"] = args.max_level_t
         networks = []
         for budget in budgets:
             if args.oracle:
@@ -279,8 +307,11 @@ def main() -> int:
                 summary = train_score_net(
                     train_t, {**settings, "iterations": budget}, work / "net", log
                 )
-                networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic})
                 net = load_score_net(work / "net" / "scorenet.pt")
+                quality = {"train": score_quality(net, x), "held_out": score_quality(net, held)}
+                log.info("score quality %s", quality)
+                networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic,
+                                 "score_quality": quality})  # fmt: skip
             tic = time.perf_counter()
             optimised = torch.cat(  # Algorithm 1's Adam steps, shared by every denoising
                 [

@@ -16,7 +16,8 @@ A row's settings, flattened to dotted paths:
 * ``backbone.*``: the backbone (``arch``, widths, ``train.*``), without its name;
 * ``part.<kind>.*``: every part of the row's method, by kind (``part.lecam.weight``);
 * ``scorenet.*``: the score network of a ScoreMix part or a score-sampler backbone;
-* ``evaluation.*``: the study's evaluation settings;
+* ``evaluation.*``: the evaluation settings the table's metrics depend on, resolved for that
+  table (the study's, its paper's protocol, its own block: ``mixgan.evaluation.resolve``);
 * ``code.*``: :data:`CODE_FACTS` of the row's arch and parts.
 
 Each (table, row, setting) gets a status: ``source`` (our value is the source's), ``deviation``
@@ -39,6 +40,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mixgan.evaluation import relevant
 from mixgan.study import RunKey, Study
 
 SOURCES_DIR = Path(__file__).resolve().parents[2] / "config" / "protocol"
@@ -47,7 +49,15 @@ STATUSES = ("source", "deviation", "choice", "undocumented", "unsourced", "infra
 
 #: implementation facts no config key holds: (arch or part kind or "*") -> {setting: value}.
 #: Each is what this code version does; the rules say what the sources do.
-CODE_FACTS: dict[str, dict[str, Any]] = {}
+CODE_FACTS: dict[str, dict[str, Any]] = {
+    "*": {
+        # the metrics read the samples as stored: 8-bit PNGs (mixgan.sample, data.imagezip)
+        "evaluation.quantised_samples": True,
+        # the training loop's periodic FID (snapshot selection, early stopping) compares with
+        # the reference's clean features (mixgan.evaluation.TRAINING_FEATURES)
+        "evaluation.training_fid_resize": "clean",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,12 @@ class Rule:
     where: dict[str, Any]
     deviation: str | None = None
     choice: bool = False  # the sources are silent: ``source`` gives our reason
+    any_of: bool = False  # ``value`` lists the source's values (e.g. a table's subset sizes)
+
+    def accepts(self, ours: Any) -> bool:
+        if self.any_of:
+            return any(_equal(ours, theirs) for theirs in self.value)
+        return _equal(ours, self.value)
 
     def applies(self, context: dict[str, Any]) -> bool:
         return all(_matches(context.get(key), wanted) for key, wanted in self.where.items())
@@ -81,27 +97,32 @@ def _read_rules(path: Path) -> tuple[list[Rule], list[str]]:
     data = yaml.safe_load(path.read_text()) or {}
     rules = []
     for index, entry in enumerate(data.get("rules") or []):
-        unknown = set(entry) - {"setting", "value", "source", "where", "deviation", "choice"}
+        known = {"setting", "value", "values", "source", "where", "deviation", "choice"}
         where = entry.get("where", {})
-        if unknown or "setting" not in entry or "source" not in entry or "value" not in entry:
-            raise ValueError(f"{path}: rules[{index}] needs setting, value and source")
+        has_value = ("value" in entry) != ("values" in entry)
+        if set(entry) - known or "setting" not in entry or "source" not in entry or not has_value:
+            raise ValueError(f"{path}: rules[{index}] needs setting, value (or values) and source")
         if set(where) - set(WHERE_KEYS):
             raise ValueError(f"{path}: rules[{index}].where: keys are {', '.join(WHERE_KEYS)}")
         rules.append(
             Rule(
                 entry["setting"],
-                entry["value"],
+                entry["values"] if "values" in entry else entry["value"],
                 entry["source"],
                 where,
                 entry.get("deviation"),
                 bool(entry.get("choice", False)),
+                "values" in entry,
             )
         )
     return rules, list(data.get("infrastructure") or [])
 
 
-def row_settings(study: Study, run: RunKey) -> dict[str, Any]:
-    """The flattened settings of one run (see the module docstring)."""
+def row_settings(
+    study: Study, run: RunKey, evaluation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The flattened settings of one run (see the module docstring); ``evaluation``: the
+    table's resolved evaluation settings (the study's without paper protocols by default)."""
     spec = study.run_spec(run)
     backbone = {k: v for k, v in spec["backbone"].items() if k != "name"}
     tree: dict[str, Any] = {
@@ -111,7 +132,9 @@ def row_settings(study: Study, run: RunKey) -> dict[str, Any]:
             "labels": spec["labels"],
         },
         "backbone": backbone,
-        "evaluation": study.config["evaluation"],
+        "evaluation": evaluation
+        if evaluation is not None
+        else {k: v for k, v in study.config["evaluation"].items() if k != "papers"},
     }
     parts = spec["method"]["parts"]
     tree["part"] = {
@@ -139,6 +162,9 @@ def protocol_rows(study: Study, rules: list[Rule], infrastructure: list[str]) ->
         for cell in layout.cells:
             if not cell.pending:
                 by_row.setdefault(cell.row, []).extend(cell.runs)
+        # every metric of the table, those pending for want of weights too: its protocol
+        metrics = [cell.metric for cell in layout.cells]
+        table_evaluation = relevant(study.layout_evaluation(layout.id), metrics)
         for row, runs in by_row.items():
             settings: dict[str, list[Any]] = {}
             contexts = []
@@ -147,7 +173,7 @@ def protocol_rows(study: Study, rules: list[Rule], infrastructure: list[str]) ->
                 contexts.append({"paper": paper, "table": layout.id, "arch": backbone["arch"],
                                  "task": backbone["task"], "backbone": run.backbone,
                                  "dataset": run.dataset})  # fmt: skip
-                for key, value in row_settings(study, run).items():
+                for key, value in row_settings(study, run, table_evaluation).items():
                     values = settings.setdefault(key, [])
                     if value not in values:
                         values.append(value)
@@ -180,10 +206,11 @@ def _judge(
     if not matching:
         return {**base, "status": "unsourced"}
     rule = matching[-1]  # later rules are more specific
-    base |= {"source_value": _show(rule.value), "source": rule.source}
+    shown_source = " or ".join(map(_show, rule.value)) if rule.any_of else _show(rule.value)
+    base |= {"source_value": shown_source, "source": rule.source}
     if rule.choice:
         return {**base, "status": "choice", "reason": rule.source}
-    if all(_equal(v, rule.value) for v in values):
+    if all(rule.accepts(v) for v in values):
         return {**base, "status": "source"}
     if rule.deviation:
         return {**base, "status": "deviation", "reason": rule.deviation}

@@ -106,18 +106,23 @@ def dsm_loss(
     x: Tensor,
     sigmas: Tensor,
     generator: torch.Generator | None = None,
+    first_level: int = 0,
 ) -> Tensor:
     """Multi-scale denoising score matching loss (Eq. 10), averaged over the batch.
 
-    For each example one level index ``i ~ U{0..N-1}`` is drawn, then ``z ~ N(0, I)`` (in that
-    order, from ``generator`` or the global RNG on ``x``'s device), ``x̃ = x + σ_i z`` and the
-    example's loss is ``σ_i² ||S(x̃, i) + (x̃ - x) / σ_i²||²`` (summed over pixels). The batch
-    mean is an unbiased estimate of ``(1/N) Σ_i σ_i² E||S(x̃, σ_i) + (x̃ - x)/σ_i²||²``, Eq. 10
-    divided by N. Unlike NCSN's code there is no extra factor 1/2.
+    For each example one level index ``i ~ U{first_level..N-1}`` is drawn (``first_level`` 0:
+    every level, NCSN), then ``z ~ N(0, I)`` (in that order, from ``generator`` or the global
+    RNG on ``x``'s device), ``x̃ = x + σ_i z`` and the example's loss is
+    ``σ_i² ||S(x̃, i) + (x̃ - x) / σ_i²||²`` (summed over pixels). The batch mean is an
+    unbiased estimate of ``(1/N) Σ_i σ_i² E||S(x̃, σ_i) + (x̃ - x)/σ_i²||²``, Eq. 10 divided
+    by N. Unlike NCSN's code there is no extra factor 1/2.
     """
     device = generator.device if generator is not None else x.device
     sigmas = sigmas.to(x.device)
-    labels = torch.randint(len(sigmas), (len(x),), generator=generator, device=device)
+    if not 0 <= first_level < len(sigmas):
+        raise ValueError(f"first_level {first_level} is not one of the {len(sigmas)} levels")
+    count = len(sigmas) - first_level
+    labels = first_level + torch.randint(count, (len(x),), generator=generator, device=device)
     noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
     labels, noise = labels.to(x.device), noise.to(x.device)
     used = sigmas[labels].view(-1, *[1] * (x.ndim - 1))

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from mixgan.io import atomic_open, atomic_path
 from mixgan.nets.ncsn import ScoreNet
-from mixgan.scores import dsm_loss, geometric_sigmas, max_pairwise_distance
+from mixgan.scores import dsm_loss, geometric_sigmas, level_at, max_pairwise_distance
 from mixgan.train.checkpoint import (
     load_latest_checkpoint,
     rng_state,
@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",
     "flip": False,
+    "max_level_t": 1.0,
 }
 CURVE_FIELDS = ("step", "loss", "loss_ema", "sec_per_iter")
 # settings a resumed run may change: the others define the run and must match its checkpoint
@@ -72,8 +73,10 @@ def train_score_net(
     ``adam_eps``), the learning rate warmed up linearly over ``warmup`` iterations and the
     gradient norm clipped at ``grad_clip`` when those are positive (score-SDE's schedule); the
     EMA of the weights (rate ``ema``) is what gets saved. Random horizontal flips only with
-    ``flip: true``. A checkpoint in ``out_dir/checkpoints`` is resumed; one trained
-    with other settings (apart from :data:`RESUMABLE_CHANGES`) is an error.
+    ``flip: true``. ``max_level_t`` below 1 trains only the levels at VE times t <= it
+    (``mixgan.scores.level_at``: 0 is σ_N, 1 is σ_1). A checkpoint in ``out_dir/checkpoints``
+    is resumed; one trained with other settings (apart from :data:`RESUMABLE_CHANGES`) is an
+    error.
 
     ``out_dir/curve.csv`` gets one row per ``log_every`` iterations: the mean training loss of
     the interval, ``loss_ema`` — the loss of the EMA network on a fixed batch with fixed noise
@@ -114,6 +117,7 @@ def train_score_net(
         device
     )
     ema = copy.deepcopy(net).requires_grad_(False)
+    first_level = level_at(cfg["max_level_t"], len(sigmas))
     optimizer = torch.optim.Adam(
         net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=cfg["adam_eps"]
     )
@@ -153,7 +157,7 @@ def train_score_net(
         if cfg["warmup"] > 0:
             for group in optimizer.param_groups:
                 group["lr"] = cfg["lr"] * min(step / cfg["warmup"], 1.0)
-        loss = dsm_step(net, ema, optimizer, x, cfg["ema"], cfg["grad_clip"])
+        loss = dsm_step(net, ema, optimizer, x, cfg["ema"], cfg["grad_clip"], first_level)
         interval_sum += loss.item()
         interval_count += 1
 
@@ -161,7 +165,7 @@ def train_score_net(
             sec_per_iter = (time.perf_counter() - interval_tic) / interval_count
             with torch.no_grad():
                 eval_generator.manual_seed(cfg["seed"])
-                loss_ema = dsm_loss(ema, eval_batch, ema.sigmas, eval_generator).item()
+                loss_ema = dsm_loss(ema, eval_batch, ema.sigmas, eval_generator, first_level).item()
             row = {
                 "step": step,
                 "loss": interval_sum / interval_count,
@@ -231,10 +235,11 @@ def dsm_step(
     x: Tensor,
     ema_rate: float,
     grad_clip: float = 0.0,
+    first_level: int = 0,
 ) -> Tensor:
-    """One training step: the DSM loss of batch ``x``, an optimizer step (the gradient norm
-    clipped at ``grad_clip`` if positive), the EMA update."""
-    loss = dsm_loss(net, x, net.sigmas)
+    """One training step: the DSM loss of batch ``x`` over the levels from ``first_level``, an
+    optimizer step (the gradient norm clipped at ``grad_clip`` if positive), the EMA update."""
+    loss = dsm_loss(net, x, net.sigmas, first_level=first_level)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
