@@ -16,10 +16,13 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``inception``: Inception-v3 feature throughput (network alone, and the whole clean-fid
   pipeline from a zip of PNGs) and how much TF32/bf16 move FID on the same images;
 * ``kernels``: the FIR resampling written four ways (forward and input gradient at D's 256²
-  layer), and how far bf16 autocast moves G's images and D's logits from float32;
+  layer), and how far bf16 autocast and NVIDIA's FP16 layers (``precision: fp16``: float16 in
+  the 4 highest resolutions, activations clamped at 256) move G's images and D's logits from
+  float32 with the same weights;
 * ``stylegan2``: sec/kimg and GPU memory of the StyleGAN2 training step at 256², batch 64, on
-  synthetic data, per precision, memory format and ``torch.compile`` (``--variants``, default
-  all; ``--profile`` adds each variant's top GPU kernels).
+  synthetic data, per precision (``fp16``: NVIDIA's FP16 layers), memory format and
+  ``torch.compile`` (``--variants``, default all; ``--profile`` adds each variant's top GPU
+  kernels). What fp16 does to a trained network's FID needs full trainings, not this suite.
 * ``fastgan``: sec/kimg and GPU memory of FastGAN's training step at 256², batch 8 (MixDL's
   FastGAN rows), on synthetic data, per precision and memory format, with the MSE and with the
   LPIPS-VGG reconstruction loss (a seeded untrained VGG-16: the same arithmetic).
@@ -656,6 +659,7 @@ STYLEGAN2_VARIANTS = {
     "bf16": _variant("bf16"),
     "bf16_channels_last": _variant("bf16", channels_last=True),
     "fp32": _variant("fp32"),
+    "fp16": _variant("fp16"),  # StyleGAN2-ADA's: FP16 in the 4 highest resolutions, clamp 256
     "tf32_fused": _variant("tf32", fused_fir=True),
     "bf16_fused": _variant("bf16", fused_fir=True),
     "bf16_channels_last_fused": _variant("bf16", channels_last=True, fused_fir=True),
@@ -955,6 +959,24 @@ def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
         "image_std": images.std().item(),
         "logit_max_abs_diff": (logits_bf16 - logits).abs().max().item(),
         "logit_std": logits.std().item(),
+    }
+    # NVIDIA's FP16 layers (precision fp16) with the same weights, conv_clamp 256 included
+    from mixgan.train.gan import network_kwargs
+
+    g_kwargs, d_kwargs = network_kwargs(spec, "fp16")
+    G16, D16 = Generator(**g_kwargs).to(device), Discriminator(**d_kwargs).to(device)
+    G16.load_state_dict(trainer.G.state_dict())
+    D16.load_state_dict(trainer.D.state_dict())
+    with torch.no_grad():
+        images_fp16 = G16(z, noise_mode="const")
+        logits_fp16 = D16(images)
+    out["fp16_vs_fp32_untrained_256"] = {
+        "image_max_abs_diff": (images_fp16 - images).abs().max().item(),
+        "image_mean_abs_diff": (images_fp16 - images).abs().mean().item(),
+        "logit_max_abs_diff": (logits_fp16 - logits).abs().max().item(),
+        "fp16_resolutions": sorted(
+            res for res in G16.synthesis.block_resolutions if G16.synthesis.block(res).use_fp16
+        ),
     }
     return out
 

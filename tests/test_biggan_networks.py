@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixgan.nets.biggan import Attention, Discriminator, Generator
+from mixgan.nets.biggan import Attention, Discriminator, Generator, spectrally_normalised
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,6 +129,27 @@ def test_spectral_norm_and_batchnorm_settings():
     assert G.blocks[0].bn1.bn.eps == G.output_bn.eps == 1e-5
     assert not G.blocks[0].bn1.bn.affine and G.output_bn.affine
     assert G.blocks[0].bn1.gain.bias is None and G.blocks[0].bn1.bias.bias is None
+
+
+@torch.no_grad()
+def test_eval_mode_runs_one_unstored_power_iteration_from_the_stored_vector():
+    torch.manual_seed(0)
+    layer = spectrally_normalised(torch.nn.Linear(6, 5))
+    (norm,) = layer.parametrizations.weight
+    weight = layer.parametrizations.weight.original
+    norm._u.mul_(0.8).add_(0.1)  # an averaged (EMA) vector: neither unit nor singular
+    stored = norm._u.clone()
+    layer.eval()
+    v = torch.nn.functional.normalize(weight.T @ stored, dim=0)
+    u = torch.nn.functional.normalize(weight @ v, dim=0)
+    torch.testing.assert_close(layer.weight, weight / (u @ weight @ v))
+    assert torch.equal(norm._u, stored)  # not stored, as BigGAN-PyTorch's update=False
+    top = torch.linalg.svd(weight).U[:, 0]
+    norm._u.copy_(top * 0.3)  # from the top singular vector: exactly the spectral norm
+    assert float(torch.linalg.matrix_norm(layer.weight, ord=2)) == pytest.approx(1.0, abs=1e-5)
+    layer.train()
+    _ = layer.weight  # training: torch's power iteration, which stores u and v
+    assert not torch.equal(norm._u, top * 0.3)
 
 
 def test_discriminator_shortcut_is_learnt_only_where_the_shape_changes():

@@ -21,7 +21,7 @@ from mixgan.nets.biggan import Generator
 from mixgan.sample import generate_images, load_generator, truncated_normal
 from mixgan.study import RunKey, Study
 from mixgan.train.augment_parts import BatchMixing, ScoreMixStatic
-from mixgan.train.biggan import BigGANTrainer, read_subset_labels
+from mixgan.train.biggan import BigGANTrainer, ema_update, read_subset_labels
 from mixgan.train.loop import make_trainer, train_gan
 from mixgan.train.paths import TrainPaths
 
@@ -41,7 +41,7 @@ def biggan_config(minimal_config, **backbone):
     config["datasets"]["shapes"]["resolution"] = 32
     config["backbones"]["bg"] = {
         "arch": "biggan", "task": "class_conditional", "ch": 4, "z_dim": 12, "shared_dim": 8,
-        "attention": [16],
+        "attention": [16], "ema_start": 8,  # resumed at step 6: the EMA starts after it
         "train": {
             "batch": 4, "kimg": 0.048, "eval_every_kimg": 1, "checkpoint_every_kimg": 0.024,
             "log_every_kimg": 0.008, "ema_kimg": 0.01,
@@ -175,6 +175,40 @@ def test_biggan_trains_with_the_table4_parts_and_resumes_exactly(minimal_config,
     columns = ["loss_g", "loss_d", "ada_p"]
     split_curve = pd.read_csv(tmp_path / "split" / "curve.csv")
     pd.testing.assert_frame_equal(curve[columns], split_curve[columns])
+
+
+def test_g_ema_copies_g_before_ema_start_then_averages_its_whole_state_dict(
+    minimal_config, data, tmp_path
+):
+    spec = biggan_spec(biggan_config(minimal_config, ema_start=3))
+    trainer = make_trainer(spec, paths(data, tmp_path), LOG)
+    decay = 0.5 ** (4 / 10)  # batch 4, ema_kimg 0.01
+    for iteration in range(1, 6):  # BigGAN-PyTorch's itr: 1, 2, ... (decay 0 while itr < 3)
+        before = {key: value.clone() for key, value in trainer.G_ema.state_dict().items()}
+        trainer.train_step()
+        g, ema = trainer.G.state_dict(), trainer.G_ema.state_dict()
+        for key, value in ema.items():
+            if iteration < 3 or not value.is_floating_point():
+                assert torch.equal(value, g[key]), (iteration, key)
+            else:
+                torch.testing.assert_close(value, decay * before[key] + (1 - decay) * g[key])
+    stats = "blocks.0.bn1.bn.running_mean"  # BatchNorm statistics are averaged too
+    assert not torch.allclose(trainer.G_ema.state_dict()[stats], trainer.G.state_dict()[stats])
+
+
+def test_ema_update_is_the_whole_state_dict_lerp_and_a_copy_at_decay_zero():
+    torch.manual_seed(0)
+    source, target = torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    source(torch.randn(4, 3, 2, 2))  # running statistics and the batch counter move
+    source.weight.data.fill_(2.0)
+    ema_update(target, source, 0.75)
+    assert torch.allclose(target.weight, torch.full((3,), 1.25))  # 0.75 x 1 + 0.25 x 2
+    assert torch.allclose(target.running_mean, 0.25 * source.running_mean)
+    assert torch.allclose(target.running_var, 0.75 + 0.25 * source.running_var)
+    assert target.num_batches_tracked == source.num_batches_tracked == 1
+    ema_update(target, source, 0.0)
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key])
 
 
 def test_d_steps_count_the_real_images_d_sees(minimal_config, data, tmp_path):

@@ -14,7 +14,7 @@ from torch import nn
 from mixgan.errors import ConfigError
 from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.study import RunKey, Study
-from mixgan.train import cdc
+from mixgan.train import cdc, mixdl
 from mixgan.train.gan import GANTrainer, network_kwargs
 from mixgan.train.loop import train_gan
 
@@ -242,3 +242,95 @@ def test_a_source_of_another_architecture_is_rejected_naming_the_tensor(minimal_
     torch.save({"arch": "stylegan2", "generator": {}}, tmp_path / "g_only.pt")
     with pytest.raises(ValueError, match="--keep-networks .* missing generator_last, discrim"):
         cdc.load_source(tmp_path / "g_only.pt", Generator(**g_kwargs), Discriminator(**d_kwargs))
+
+
+def test_distance_layers_are_every_synthesis_layer_but_the_first():
+    """train.py: feat_ind = randint(1, n_latent - 1), n_latent = 2 log2(size) - 2, over the
+    2 log2(size) - 3 activations of feat_list: all but the first, the last one included."""
+    generator = Generator(z_dim=8, w_dim=8, img_resolution=32, channel_base=64, channel_max=8)
+    names = mixdl.synthesis_layer_names(generator.synthesis)
+    n_latent = 2 * 5 - 2
+    assert len(names) == n_latent - 1
+    official = [names[k] for k in range(1, n_latent - 1)]  # numpy's randint excludes the high
+    assert cdc.layer_candidates(generator.synthesis) == official == names[1:]
+    assert official[-1] == "b32.conv1"  # the last layer, which MixDL's draw leaves out
+    assert official[-1] not in mixdl.generator_layer_candidates(generator.synthesis)
+
+
+def test_the_distance_is_kl_of_the_source_similarities_from_the_adapted_ones(
+    minimal_config, data, tmp_path, source, monkeypatch
+):
+    """KL(p || q) with p the frozen source's similarities and q the adapted G's (the official
+    kl_loss(log dist_target, dist_source)), not the reverse; only the adapted G learns."""
+    trainer = GANTrainer(cdc_spec(minimal_config), cdc_paths(data, tmp_path, source), LOG)
+    [part] = trainer.parts
+    assert part.layer_names == cdc.layer_candidates(trainer.G.synthesis)
+    with torch.no_grad():  # make the two generators differ
+        for weight in trainer.G.parameters():
+            weight.add_(0.3 * torch.randn_like(weight))
+    similarities = []
+    within = cdc.within_batch_similarities
+    monkeypatch.setattr(
+        cdc, "within_batch_similarities",
+        lambda *args: similarities.append(within(*args)) or similarities[-1],
+    )  # fmt: skip
+    distance = part.distance(trainer)
+    [target] = [s for s in similarities if s.requires_grad]  # the adapted G's
+    [source_sims] = [s for s in similarities if not s.requires_grad]  # the frozen source's
+    p, q = source_sims.softmax(1).double(), target.detach().softmax(1).double()
+    expected = float((p * (p.log() - q.log())).sum()) / p.numel()
+    reverse = float((q * (q.log() - p.log())).sum()) / p.numel()
+    assert float(distance.detach()) == pytest.approx(expected, rel=1e-4)
+    assert reverse != pytest.approx(expected, rel=1e-2)  # the example tells them apart
+    distance.backward()
+    assert any(w.grad is not None and w.grad.abs().sum() > 0 for w in trainer.G.parameters())
+    assert all(w.grad is None for w in part.source.parameters())
+
+
+class Recorder:
+    """Wraps a bound method and keeps each call's result."""
+
+    def __init__(self, function):
+        self.function, self.results = function, []
+
+    def __call__(self, *args, **kwargs):
+        self.results.append(self.function(*args, **kwargs))
+        return self.results[-1]
+
+
+def softplus_mean(x: torch.Tensor) -> float:
+    return sum(math.log1p(math.exp(float(v))) for v in x.detach().flatten()) / x.numel()
+
+
+@pytest.mark.parametrize("step", [4, 5])  # anchor_every 4: image level, then patch level
+def test_the_step_losses_are_the_logistic_losses_of_the_levels_logits_plus_the_distance(
+    minimal_config, data, tmp_path, source, step
+):
+    trainer = GANTrainer(cdc_spec(minimal_config), cdc_paths(data, tmp_path, source), LOG)
+    [part] = trainer.parts
+    trainer.step = step
+    part._discriminate = judged = Recorder(part._discriminate)
+    part.distance = distances = Recorder(part.distance)
+    loss_g = part.g_loss(trainer, 8)
+    [logits] = judged.results
+    assert logits.ndim == (2 if step == 4 else 4)  # D's [N, 1] or a head's [N, 1, H, W]
+    [distance] = distances.results
+    expected = softplus_mean(-logits) + 1000 * float(distance.detach())
+    assert float(loss_g.detach()) == pytest.approx(expected, rel=1e-6)
+    judged.results.clear()
+    loss_d, logits_real, logits_fake = part.d_loss(trainer, trainer.real_batch(8))
+    real, fake = judged.results
+    expected = softplus_mean(fake) + softplus_mean(-real)
+    assert float(loss_d.detach()) == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(logits_real, real.flatten(1).mean(1, keepdim=True))
+    torch.testing.assert_close(logits_fake, fake.flatten(1).mean(1, keepdim=True))
+
+
+def test_latents_near_anchors_are_a_drawn_anchor_plus_std_times_their_own_noise():
+    anchors = torch.arange(12.0).view(3, 4)
+    torch.manual_seed(1)
+    index, noise = torch.randint(3, (5,)), torch.randn(5, 4)  # get_subspace: N(anchor, std²)
+    torch.manual_seed(1)
+    z = cdc.sample_near_anchors(anchors, 5, std=0.1)
+    torch.testing.assert_close(z, anchors[index] + 0.1 * noise)
+    assert not torch.allclose(noise[0], noise[1])  # one draw per latent

@@ -145,7 +145,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     assert pending[("none", "rank1")] == "metric 'rank1' is not implemented yet"
     assert pending[("none", "lpips")].startswith("lpips needs alexnet weights: set weights.alexnet")
     records = study.metric_records()
-    assert {metric for _, metric, _ in records} == {"fid"}
+    assert {metric for _, metric, _, _ in records} == {"fid"}
     assert len(records) == 2
     minimal_config["weights"] = {"allow_standins": True}  # labelled stand-ins: computable
     study = Study(minimal_config)
@@ -235,7 +235,8 @@ def test_published_values_name_cells_of_the_tables(name):
     tables = {layout.id: layout for layout in study.layouts_in("tables")}
     for path in sorted(published_dir.glob("*.csv")):
         values = pd.read_csv(path, comment="#")
-        assert list(values.columns) == ["row", "column", "metric", "value"], path.name
+        columns = ["row", "column", "metric", "value"]  # and the unit, where one is printed
+        assert list(values.columns) in (columns, [*columns, "unit"]), path.name
         assert values["value"].map(lambda v: np.isfinite(float(v))).all(), path.name
         keys = set(zip(values["row"], values["column"], values["metric"], strict=True))
         assert len(keys) == len(values), f"{path.name}: a cell is listed twice"
@@ -336,3 +337,16 @@ def test_a_repeated_row_label_is_named(minimal_config):
     with pytest.raises(ConfigError) as error:
         Study(minimal_config)
     assert "tables.scoremix_table1.rows[1]: label 'Baseline' repeats rows[0]" in str(error.value)
+
+
+def test_fp16_is_stylegan2_only_and_a_negative_patience_is_named(minimal_config):
+    """NVIDIA's FP16 layers exist in StyleGAN2 only: another arch asking for them is rejected
+    with the key named (the StyleGAN2 backbone may); patience 0 means no early stopping."""
+    minimal_config["backbones"]["fg"] = {
+        "arch": "fastgan", "task": "unconditional", "train": {"precision": "fp16"},
+    }  # fmt: skip
+    minimal_config["backbones"]["sg2"]["train"] = {"precision": "fp16", "patience": 0}
+    (problem,) = problems_of(minimal_config)
+    assert problem.startswith("backbones.fg.train.precision") and "'fp16'" in problem
+    minimal_config["backbones"]["sg2"]["train"]["patience"] = -1
+    assert any(p.startswith("backbones.sg2.train.patience") for p in problems_of(minimal_config))

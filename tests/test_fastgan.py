@@ -8,11 +8,13 @@ import logging
 import math
 from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from mixgan.config import validate_config
+from mixgan.data.imagezip import to_numpy
 from mixgan.errors import ConfigError
 from mixgan.metrics import compute_generator_metric_record
 from mixgan.metrics.lpips_distance import load_lpips
@@ -342,6 +344,30 @@ def test_a_fastgan_network_file_loads_and_samples(minimal_config, data, tmp_path
     assert record["space"] == "z" and record["interpolation"] == "lerp"
     assert math.isfinite(record["value"]) and record["value"] > 0
     assert "stand-in features" in record["labels"]
+
+
+@torch.no_grad()
+def test_fastgan_samples_in_train_mode_in_batches_of_16_as_its_authors_eval_script():
+    torch.manual_seed(0)
+    generator = Generator(z_dim=16, img_resolution=32, ngf=4)
+    generator(torch.randn(8, 16))  # training moves BatchNorm's running statistics
+    generator.eval()
+    state = {key: value.clone() for key, value in generator.state_dict().items()}
+    images = generate_images(generator, 40, seed=3, batch_size=64)
+    assert not generator.training  # the caller's generator keeps its mode and state
+    assert all(torch.equal(value, state[key]) for key, value in generator.state_dict().items())
+
+    def authors_loop(model: torch.nn.Module) -> np.ndarray:
+        """eval.py: no .eval(), 16 latents per batch (the last batch: what is left)."""
+        chunks = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(3)
+            for start in range(0, 40, 16):
+                chunks.append(to_numpy(model(torch.randn(min(16, 40 - start), 16))))
+        return np.concatenate(chunks)
+
+    assert np.array_equal(images, authors_loop(copy.deepcopy(generator).train()))
+    assert not np.array_equal(images, authors_loop(generator))  # eval mode samples otherwise
 
 
 def test_lpips_reconstruction_needs_real_vgg_weights(minimal_config, data, tmp_path):

@@ -113,7 +113,8 @@ def test_every_part_trains_and_resumes_exactly(minimal_config, data, tmp_path):
         augmix={"kind": "augmix"},
         mixup={"kind": "mixup"},
         ada={"kind": "ada", "interval": 1, "speed_kimg": 0.05},
-        lecam={"kind": "lecam", "weight": 0.3},
+        # zero-debiased anchors (lecam-gan's StyleGAN2) and a start delay (its BigGAN) resume
+        lecam={"kind": "lecam", "weight": 0.3, "ema_start": 2, "zero_debias": True},
     )
     config["methods"]["all_parts"] = ["augmix", "mixup", "diffaug", "ada", "lecam"]
     config["tables"]["scoremix_table1"]["rows"].append({"method": "all_parts"})

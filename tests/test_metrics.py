@@ -152,29 +152,30 @@ def test_our_fid_equals_clean_fid_compute_fid_on_the_same_folders(inception, tmp
 def test_metric_record_carries_network_reference_and_labels(tmp_path):
     rng = np.random.default_rng(4)
     network = {"name": "test", "sha256": "ab" * 32, "stand_in": False}
-    save_features(
-        tmp_path / "s.npz",
-        rng.normal(size=(40, 8)).astype(np.float32),
-        [f"{i}" for i in range(40)],
-        {"source": "s.zip", "count": 40, "feature_network": network},
-    )
-    save_features(
-        tmp_path / "r.npz",
-        rng.normal(size=(50, 8)).astype(np.float32),
-        [f"{i}" for i in range(50)],
-        {"source": "r.zip", "count": 50, "feature_network": network},
-    )
+    samples = rng.normal(size=(40, 8)).astype(np.float32)
+    reference = rng.normal(size=(50, 8)).astype(np.float32)
+    for name, features in (("s", samples), ("r", reference)):
+        meta = {"source": f"{name}.zip", "count": len(features), "feature_network": network}
+        save_features(tmp_path / f"{name}.npz", features, [f"{i}" for i in range(len(features))],
+                      {**meta, "resize": "tf_bilinear"})  # fmt: skip
     spec = {
         "metric": "kid",
         "reference": "full",
+        "variant": "-tf_bilinear-n30",
         "run": "d/s/b/m/seed3",
         "seed": 3,
         "scale": "demo",
         "stand_in_data": True,
-        "evaluation": {"kid_subsets": 5, "kid_subset_size": 20},
-    }
+        "evaluation": {"kid_subsets": 5, "kid_subset_size": 20, "num_samples": 30,
+                       "resize": "tf_bilinear", "lpips_pairs": 7},
+    }  # fmt: skip
     record = compute_metric_record(spec, tmp_path / "s.npz", tmp_path / "r.npz")
-    assert record["num_samples"] == 40 and record["num_reference"] == 50
+    # the record reads the first num_samples of the 40 samples, and says under which protocol
+    assert record["num_samples"] == 30 and record["num_reference"] == 50
+    assert record["value"] == kid_from_features(samples[:30], reference, 5, 20, seed=3)
+    assert record["evaluation"] == {"num_samples": 30, "resize": "tf_bilinear", "kid_subsets": 5,
+                                    "kid_subset_size": 20}  # fmt: skip
+    assert record["variant"] == "-tf_bilinear-n30"
     assert record["feature_network"]["sha256"] == "ab" * 32
     assert record["labels"] == ["demo scale", "procedural demo data"]
     assert np.isfinite(record["value"]) and record["seed"] == 3
@@ -185,7 +186,7 @@ def test_stand_in_features_are_labelled():
     assert record_labels({"scale": "paper"}, {"stand_in": False}) == []
 
 
-def test_cost_metrics_read_the_runs_own_records(tmp_path):
+def test_cost_metrics_read_the_runs_own_records_in_both_units(tmp_path):
     from mixgan.io import write_json
     from mixgan.metrics import compute_cost_record
 
@@ -193,14 +194,20 @@ def test_cost_metrics_read_the_runs_own_records(tmp_path):
     write_json(tmp_path / "cpu.json", {"summary": {"seconds": 1800.0, "device": "cpu"}})
     write_json(tmp_path / "scorenet.json", {"seconds": 3600.0})
     write_json(tmp_path / "augmented.json", {"seconds": 900.0})
-    spec = {"metric": "gpu_hours", "run": "r", "seed": 0, "reference": "none", "gpus": 4}
+    gpus = {"train": 4, "scorenet": 2, "augment": 1}
+    spec = {"metric": "gpu_hours", "run": "r", "seed": 0, "reference": "none", "gpus": gpus}
     record = compute_cost_record(spec, tmp_path / "gpu.json")
-    assert record["value"] == 8.0 and record["gpus"] == 4 and record["labels"] == []
+    assert record["value"] == 8.0 and record["gpus"] == gpus and record["labels"] == []
+    assert record["unit"] == "GPU-hours"
+    wallclock = compute_cost_record({**spec, "metric": "wallclock_hours"}, tmp_path / "gpu.json")
+    assert wallclock["value"] == 2.0 and wallclock["unit"] == "wall-clock hours"
+    prep = (tmp_path / "gpu.json", tmp_path / "scorenet.json", tmp_path / "augmented.json")
+    # score net 1 h on 2 GPUs, augmented set 0.25 h on 1 GPU
+    assert compute_cost_record({**spec, "metric": "gpu_hours_scoremix"}, *prep)["value"] == 2.25
+    scoremix_wallclock = compute_cost_record({**spec, "metric": "wallclock_hours_scoremix"}, *prep)
+    assert scoremix_wallclock["value"] == 1.25
     spec["metric"] = "gpu_hours_scoremix"
-    record = compute_cost_record(
-        spec, tmp_path / "gpu.json", tmp_path / "scorenet.json", tmp_path / "augmented.json"
-    )
-    assert record["value"] == 4 * 1.25
     assert compute_cost_record(spec, tmp_path / "gpu.json")["value"] == 0
     cpu = compute_cost_record({**spec, "metric": "gpu_hours"}, tmp_path / "cpu.json")
     assert cpu["value"] == 0.5 and cpu["labels"] == ["measured on cpu, not a GPU"]
+    assert cpu["gpus"] == {"train": 1, "scorenet": 1, "augment": 1}  # one CPU process each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,8 +11,11 @@ import torch
 from mixgan.config import load_schema
 from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.train import mixdl
+from mixgan.train.gan import GANTrainer
 from mixgan.train.mixdl import MixDL
 from mixgan.train.parts import build_parts
+
+from .test_gan_training import LOG, paths, tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,6 +111,32 @@ def test_cosine_similarities_and_per_anchor_layers():
     )
 
 
+def test_distance_kl_defaults_to_the_thesis_direction_and_names_a_wrong_one():
+    similarities, coefficients = torch.tensor([[0.0, 1.0]]), torch.tensor([[0.7, 0.3]])
+    torch.testing.assert_close(
+        mixdl.distance_kl(similarities, coefficients),
+        mixdl.distance_kl(similarities, coefficients, "q_p"),
+    )
+    with pytest.raises(ValueError, match=r"^unknown KL direction 'pq'; one of \('q_p', 'p_q'\)$"):
+        mixdl.distance_kl(similarities, coefficients, "pq")
+
+
+def test_cosine_similarities_ignore_the_scale_of_small_features():
+    torch.manual_seed(0)
+    anchors, edges = torch.randn(2, 5), torch.randn(3, 5)
+    reference = mixdl.cosine_similarities(anchors, edges)
+    torch.testing.assert_close(mixdl.cosine_similarities(1e-3 * anchors, 1e-4 * edges), reference)
+
+
+def test_generator_similarities_of_anchors_all_at_one_layer():
+    torch.manual_seed(1)
+    features = {"a": torch.randn(5, 2, 3, 3), "b": torch.randn(5, 1, 2, 2)}
+    sims = mixdl.generator_similarities(features, ["a", "b"], torch.tensor([1, 1, 1]), 2)
+    torch.testing.assert_close(
+        sims, mixdl.cosine_similarities(features["b"][2:], features["b"][:2])
+    )
+
+
 @pytest.mark.parametrize("kind", mixdl.COEFFICIENTS)
 def test_coefficients_lie_on_the_simplex_and_follow_the_global_seed(kind):
     torch.manual_seed(3)
@@ -166,11 +196,12 @@ def test_generator_layers_leave_out_the_first_and_the_last():
 # -- the part --------------------------------------------------------------------------------
 
 
-def test_mixdl_steps_alternate_with_standard_steps():
+def test_mixdl_steps_are_the_official_even_steps():
+    """train_mixdl.py: which = i % mixup_every, MixDL's branch at which == 0."""
     part = MixDL("mixdl", mixdl_settings())
-    assert [part.computes_losses(step) for step in range(6)] == [False, True] * 3
-    part = MixDL("mixdl", mixdl_settings(standard_every=3))
-    assert [step for step in range(7) if part.computes_losses(step)] == [1, 2, 4, 5]
+    assert [part.computes_losses(step) for step in range(6)] == [True, False] * 3
+    part = MixDL("mixdl", mixdl_settings(mixup_every=3))
+    assert [step for step in range(7) if part.computes_losses(step)] == [0, 3, 6]
 
 
 def test_a_method_takes_at_most_one_step_computing_part():
@@ -282,3 +313,130 @@ def test_state_dict_restores_heads_and_logged_values():
         assert all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert other.stats()["mixdl_d_kl"] == part.stats()["mixdl_d_kl"]
     assert math.isnan(other.stats()["mixdl_g_kl"])
+
+
+# -- the step losses as formulas of what the step computed ------------------------------------
+
+
+class Recorder:
+    """Wraps a callable (a bound method) and keeps each call's arguments and result."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, []
+
+    def __call__(self, *args, **kwargs):
+        out = self.function(*args, **kwargs)
+        self.calls.append((args, out))
+        return out
+
+
+def record_synthesis(players: Players) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(latents, images) of every synthesis call of ``players.G``."""
+    calls = []
+    players.G.synthesis.register_forward_hook(
+        lambda module, args, out: calls.append((args[0].detach(), out.detach()))
+    )
+    return calls
+
+
+def softplus_mean(x: torch.Tensor) -> float:
+    return sum(math.log1p(math.exp(float(v))) for v in x.detach().flatten()) / x.numel()
+
+
+@pytest.mark.parametrize("num_latents", [None, 3])
+def test_g_loss_is_the_anchors_patch_loss_plus_lambda_g_times_the_distance(num_latents):
+    """G's loss on a MixDL step: mean softplus(-patch logits) of the anchors' images (not the
+    edges'), plus lambda_G (1000) x L_dist^G; N edges (the batch, or ``num_latents``) come
+    first in the synthesis batch, then the B = 4 anchors."""
+    part, _, players = tiny_part(seed=2, num_latents=num_latents)
+    edges = num_latents or 4
+    synthesis = record_synthesis(players)
+    part._discriminate = judged = Recorder(part._discriminate)
+    part.generator_distance = distances = Recorder(part.generator_distance)
+    loss = part.g_loss(players, 4)
+    [(latents, images)] = synthesis
+    [((_, c, num_edges), kl)] = distances.calls
+    assert num_edges == edges and len(latents) == edges + 4 and c.shape == (4, edges)
+    torch.testing.assert_close(latents[edges:], mixdl.mix_latents(c, latents[:edges]))
+    [((_, seen, _), logits)] = judged.calls
+    assert torch.equal(seen, images[edges:])  # the anchors' images are judged
+    expected = softplus_mean(-logits) + 1000 * float(kl.detach())  # softplus(-D(G(w0)))
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    assert part.settings["lambda_g"] == 1000 and float(kl.detach()) > 0
+
+
+@pytest.mark.parametrize("num_latents", [None, 3])
+def test_d_loss_judges_reals_and_the_anchors_and_adds_lambda_d_times_the_distance(num_latents):
+    part, _, players = tiny_part(seed=3, lambda_d=2.5, num_latents=num_latents)
+    edges = num_latents or 4
+    synthesis = record_synthesis(players)
+    part._discriminate = judged = Recorder(part._discriminate)
+    part.discriminator_distance = distances = Recorder(part.discriminator_distance)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    loss, logits_real, logits_fake = part.d_loss(players, real)
+    [(latents, images)] = synthesis
+    [((_, c, num_edges), kl)] = distances.calls
+    assert num_edges == edges and len(latents) == edges + 4
+    torch.testing.assert_close(latents[edges:], mixdl.mix_latents(c, latents[:edges]))
+    [((_, seen_real, _), patch_real), ((_, seen_fake, _), patch_fake)] = judged.calls
+    assert torch.equal(seen_real, real) and torch.equal(seen_fake, images)
+    anchors = patch_fake[edges:]  # one D pass on edges and anchors; the anchors' logits count
+    # softplus(D(G(w0))) on the anchors' patches, softplus(-D(x)) on the reals' patches
+    expected = softplus_mean(anchors) + softplus_mean(-patch_real) + 2.5 * float(kl.detach())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(logits_fake, mixdl.per_image_mean(anchors))
+    torch.testing.assert_close(logits_real, mixdl.per_image_mean(patch_real))
+
+
+@pytest.mark.parametrize("direction", mixdl.KL_DIRECTIONS)
+def test_the_distance_terms_compare_the_features_the_settings_name(direction):
+    """L_dist^D on d1 itself without a projector (projection_dim 0) or on its projection, and
+    both terms in the part's KL direction."""
+    torch.manual_seed(4)
+    c = mixdl.sample_coefficients("dirichlet", 2, 3)
+    d1 = torch.randn(5, 16)  # 3 edges, then 2 anchors
+    for width in (0, 8):
+        part, _, _ = tiny_part(projection_dim=width, kl_direction=direction)
+        embedded = d1 if width == 0 else part.projection(d1)
+        expected = mixdl.distance_kl(
+            mixdl.cosine_similarities(embedded[3:], embedded[:3]), c, direction
+        )
+        value = part.discriminator_distance({mixdl.D_FEATURES: d1}, c, num_edges=3)
+        torch.testing.assert_close(value, expected)
+    features = {name: torch.randn(5, 2, 4, 4) for name in part.layer_names}
+    torch.manual_seed(5)
+    value = part.generator_distance(features, c, num_edges=3)
+    torch.manual_seed(5)
+    layers = torch.randint(len(part.layer_names), (2,))
+    similarities = mixdl.generator_similarities(features, part.layer_names, layers, 3)
+    torch.testing.assert_close(value, mixdl.distance_kl(similarities, c, direction))
+
+
+def mixdl_trainer(minimal_config, data, run_dir, r1_interval=16):
+    """A tiny StyleGAN2 run of method [diffaug, mixdl], with the official lazy R1 interval."""
+    config = copy.deepcopy(minimal_config)
+    config["parts"]["mixdl"] = {"kind": "mixdl", "patch_resolutions": [16, 8]}
+    config["methods"]["mixdl"] = ["diffaug", "mixdl"]
+    config["tables"]["scoremix_table1"]["rows"].append({"method": "mixdl"})
+    spec = tiny_spec(config, method="mixdl")
+    spec["backbone"]["train"]["r1_interval"] = r1_interval
+    return GANTrainer(spec, paths(data, run_dir), LOG)
+
+
+def test_the_lazy_r1_lands_on_mixdl_steps_and_penalises_the_patch_logits(
+    minimal_config, data, tmp_path
+):
+    """The official code's R1 (i % 16 == 0) falls on its MixDL steps (i % 2 == 0), where it
+    differentiates the mean patch logits of a drawn head (flag=which=0): the step's owner."""
+    trainer = mixdl_trainer(minimal_config, data, tmp_path)
+    part = trainer.parts[-1]
+    trainer.r1_step = landed = Recorder(trainer.r1_step)
+    part.r1_logits = patch = Recorder(part.r1_logits)
+    for step in (0, 1, 16):
+        trainer.step = step
+        trainer.train_step()
+    assert [args[1] for args, _ in landed.calls] == [part, part]  # steps 0 and 16, owner MixDL
+    assert len(patch.calls) == 2 and all(out.shape == (8, 1) for _, out in patch.calls)
+    heads = copy.deepcopy(part.patch_heads.state_dict())
+    trainer.r1_step(trainer.real_batch(8), part)
+    assert any(not torch.equal(v, heads[k]) for k, v in part.patch_heads.state_dict().items())

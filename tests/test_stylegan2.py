@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mixgan.nets.resample import _transposed_crop
 from mixgan.nets.stylegan2 import (
     Conv2dLayer,
     Discriminator,
     Generator,
     MinibatchStdLayer,
     SynthesisLayer,
-    _transposed_crop,
     channels_at,
     conv2d_resample,
     count_parameters,

@@ -185,9 +185,12 @@ def test_every_metric_rule_writes_a_record_labelled_by_its_weights(tiny_run):
     assert tidy.loc["is", "value"] >= 1 and tidy.loc["sfid", "value"] > 0
     assert 1 <= tidy.loc["distinct_neighbours", "value"] <= 12  # nearest of 12 training images
     run = root / "runs" / "shapes" / "n12" / "sg2" / "none" / "seed0"
-    memorization = json.loads((run / "metrics" / "memorization_distance-subset.json").read_text())
+    # the tiny config sets no paper protocols: the study's resize (tf_bilinear), 16 samples
+    memorization = json.loads(
+        (run / "metrics" / "memorization_distance-subset-tf_bilinear-n16.json").read_text()
+    )
     assert memorization["num_reference"] == 12  # against the training subset
-    lpips = json.loads((run / "metrics" / "lpips-none.json").read_text())
+    lpips = json.loads((run / "metrics" / "lpips-none-alex-n16.json").read_text())
     assert lpips["feature_network"]["stand_in"] and lpips["num_pairs"] == 20
     for name in ("vgg16", "alexnet"):
         record = json.loads((workdir / "weights" / f"{name}.pth.json").read_text())
@@ -214,8 +217,9 @@ def test_run_outputs_record_provenance_and_chain_through_the_subset(tiny_run):
     assert probes["kimg"].tolist() == pytest.approx([0, 0.032, 0.064])
     assert probes["distinct_neighbours"].between(1, 12).all()  # of the 12 training images
     assert (root / "figures" / "mixdl_fig8.png").stat().st_size > 10_000
-    metric = json.loads((run / "metrics" / "fid-full.json").read_text())
+    metric = json.loads((run / "metrics" / "fid-full-tf_bilinear-n16.json").read_text())
     assert metric["num_samples"] == 16 and metric["num_reference"] == 24
+    assert metric["evaluation"] == {"num_samples": 16, "resize": "tf_bilinear"}
     assert len(metric["feature_network"]["sha256"]) == 64
     curve = pd.read_csv(run / "curve.csv")
     assert curve["kimg"].max() == pytest.approx(0.064) and curve["fid"].notna().sum() == 2

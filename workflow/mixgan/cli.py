@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mixgan.errors import ConfigError, DataError
+from mixgan.evaluation import EXTRACTORS, parse_feature_set
 
 log = logging.getLogger("mixgan")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {}
@@ -214,9 +215,9 @@ def cmd_subset(args: argparse.Namespace) -> None:
     "features of an image zip (optionally only a subset's images) for the metrics",
     arg("--zip", required=True, type=Path),
     arg("--weights", required=True, type=Path),
-    arg("--extractor", default="inception",
-        choices=["inception", "inception_spatial", "inception_probs", "vgg16"],
-        help="Inception pool / sFID spatial / class probabilities, or VGG-16 fc2"),
+    arg("--extractor", default="inception-clean", choices=list(EXTRACTORS),
+        help="Inception pool / sFID spatial (mixed_6 or mixed_7) / class probabilities under a "
+        "resize convention (clean, tf_bilinear, pytorch_bilinear), or VGG-16 fc2"),
     arg("--allow-stand-in", action="store_true",
         help="inception_probs without an output layer: a seeded untrained one, labelled"),
     arg("--subset", type=Path, help="subset manifest: only its images"),
@@ -233,15 +234,18 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     _threads(args)
     names = [i["name"] for i in read_json(args.subset)["images"]] if args.subset else None
-    if args.extractor == "vgg16":
+    kind, resize, sfid_layer = parse_feature_set(args.extractor)
+    settings: dict[str, Any] = {}
+    if kind == "vgg16":
         from mixgan.metrics.vgg import VGGFeatures
 
         extractor = VGGFeatures(args.weights, args.device, args.batch)
     else:
-        kind = {"inception": "pool", "inception_spatial": "spatial", "inception_probs": "probs"}
         extractor = InceptionFeatures(
-            args.weights, args.device, args.batch, kind[args.extractor], args.allow_stand_in
-        )
+            args.weights, args.device, args.batch, kind, args.allow_stand_in,
+            resize=resize, sfid_layer=sfid_layer or "mixed_6",
+        )  # fmt: skip
+        settings = extractor.settings
     started = time.perf_counter()
     features, names = extractor.of_zip(args.zip, names)
     seconds = time.perf_counter() - started
@@ -249,6 +253,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     meta = {
         "source": str(args.zip),
         "extractor": args.extractor,
+        **settings,
         "count": len(names),
         "feature_network": extractor.record,
         "provenance": provenance(),
@@ -529,6 +534,55 @@ def cmd_provenance(args: argparse.Namespace) -> None:
     page = provenance_page(config, args.weights_dir, source)
     with atomic_open(args.out) as handle:
         handle.write(rst_to_html(page) if args.out.suffix == ".html" else page)
+
+
+# -- human evaluation (ScoreMix Table 7) -----------------------------------------------------
+
+
+@command(
+    "vote",
+    "serve the blind two-way comparison page of the human evaluation (votes into SQLite)",
+    arg("--tasks", required=True, type=Path, help="TASKS.json: source, target, two results"),
+    arg("--db", required=True, type=Path, help="SQLite database of the votes (created)"),
+    arg("--port", type=int, default=8765),
+    arg("--host", default="127.0.0.1", help="0.0.0.0 to accept raters from other machines"),
+    arg("--seed", type=int, default=0, help="study seed: with the rater id, seeds each plan"),
+)
+def cmd_vote(args: argparse.Namespace) -> None:
+    from mixgan.vote import serve
+    from mixgan.votes import load_tasks
+
+    serve(load_tasks(args.tasks), args.db, args.host, args.port, args.seed)
+
+
+@command(
+    "vote-export",
+    "write the votes of a vote database as CSV (one row per vote, with a simulated column)",
+    arg("--db", required=True, type=Path),
+    arg("--out", required=True, type=Path),
+)
+def cmd_vote_export(args: argparse.Namespace) -> None:
+    from mixgan.votes import export_csv
+
+    if not args.db.is_file():
+        raise DataError(f"{args.db}: no such vote database")
+    log.info("wrote %d votes to %s", export_csv(args.db, args.out), args.out)
+
+
+@command(
+    "vote-simulate",
+    "seeded demo votes of simulated raters (marked simulated) through the vote storage",
+    arg("--tasks", required=True, type=Path),
+    arg("--db", required=True, type=Path),
+    arg("--raters", type=int, default=5),
+    arg("--seed", type=int, default=0),
+    arg("--prefer", help="the method simulated raters lean to (default: second sorted name)"),
+)
+def cmd_vote_simulate(args: argparse.Namespace) -> None:
+    from mixgan.votes import load_tasks, simulate_votes
+
+    count = simulate_votes(args.db, load_tasks(args.tasks), args.raters, args.seed, args.prefer)
+    log.info("wrote %d simulated votes of %d raters to %s", count, args.raters, args.db)
 
 
 def build_parser() -> argparse.ArgumentParser:

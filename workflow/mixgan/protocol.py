@@ -13,7 +13,8 @@ version implements.
 A row's settings, flattened to dotted paths:
 
 * ``dataset.*``: resolution, subset, labels;
-* ``backbone.*``: the backbone (``arch``, widths, ``train.*``), without its name;
+* ``backbone.*``: the backbone (``arch``, widths, ``train.*``), without its name; a backbone
+  the GAN loop does not train (a score sampler) has no ``train.*``;
 * ``part.<kind>.*``: every part of the row's method, by kind (``part.lecam.weight``);
 * ``scorenet.*``: the score network of a ScoreMix part or a score-sampler backbone;
 * ``evaluation.*``: the evaluation settings the table's metrics depend on, resolved for that
@@ -30,6 +31,7 @@ listing; with ``--check`` it fails on undocumented or unsourced settings.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 from collections.abc import Iterable, Iterator
@@ -40,6 +42,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mixgan import registry
 from mixgan.evaluation import relevant
 from mixgan.study import RunKey, Study
 
@@ -56,6 +59,55 @@ CODE_FACTS: dict[str, dict[str, Any]] = {
         # the training loop's periodic FID (snapshot selection, early stopping) compares with
         # the reference's clean features (mixgan.evaluation.TRAINING_FEATURES)
         "evaluation.training_fid_resize": "clean",
+    },
+    # ADA's geometric resampling and p controller (mixgan.augment.ada)
+    "ada": {
+        "ada.resampling_filter": "sym6",
+        "ada.resampling_factor": 2,
+        "ada.padding": "reflect",
+        "ada.p_max": None,  # p is clamped below at 0 only
+    },
+    # AugMix's semantics (mixgan.augment.augmix): torchvision's v2.AugMix, batched
+    "augmix": {"augmix.semantics": "torchvision v2.AugMix"},
+    # BigGAN's EMA and spectral norm (mixgan.train.biggan, mixgan.nets.biggan)
+    "biggan": {
+        "biggan.ema_averages": "state_dict",
+        "biggan.sn_eval_power_iteration": True,
+        "biggan.sample_mode": "eval",
+    },
+    # StyleGAN2's networks and step (mixgan.nets.stylegan2, mixgan.train.gan)
+    "stylegan2": {
+        "stylegan2.networks": "stylegan2-ada-pytorch networks.py (skip G, resnet D)",
+        "stylegan2.mapping_lr_mult": 0.01,
+        "stylegan2.step_order": "G step, then D step",
+        "stylegan2.real_sampling": "uniform with replacement",
+        "stylegan2.ema_buffers": "copied",
+    },
+    # MixDL's steps (mixgan.train.mixdl.MixDL)
+    "mixdl": {
+        "mixdl.mixdl_steps": "step % mixup_every == 0",
+        "mixdl.r1_logits": "patch",  # R1 on a MixDL step: a drawn head's mean patch logits
+        "mixdl.g_layers": "all but the first and the last",
+        "mixdl.g_distance_batch": "the adversarial batch",
+    },
+    # CDC's distance consistency and R1 (mixgan.train.cdc.CDC)
+    "cdc": {
+        "cdc.g_layers": "all but the first",
+        "cdc.r1_logits": "the step's level",
+    },
+    # MixDL Table 2's baselines (mixgan.train.mode_collapse)
+    "msgan": {"msgan.g_step_style_mixing": False},
+    "ndiv": {"ndiv.g_step_style_mixing": False, "ndiv.normaliser": "detached"},
+    "distancegan": {
+        "distancegan.g_step_style_mixing": False,
+        "distancegan.latent_statistics": "N(0, I)",
+    },
+    # FastGAN's samples (mixgan.sample.generate_images)
+    "fastgan": {
+        "fastgan.sample_mode": "train",
+        "fastgan.sample_batch": 16,
+        "fastgan.sample_weights": "ema",
+        "fastgan.ema_averages": "parameters",
     },
 }
 
@@ -125,6 +177,8 @@ def row_settings(
     table's resolved evaluation settings (the study's without paper protocols by default)."""
     spec = study.run_spec(run)
     backbone = {k: v for k, v in spec["backbone"].items() if k != "name"}
+    if backbone["arch"] not in registry.TRAINER_CLASSES:  # the schema's train defaults, unused
+        backbone.pop("train", None)
     tree: dict[str, Any] = {
         "dataset": {
             "resolution": spec["resolution"],
@@ -185,10 +239,36 @@ def protocol_rows(study: Study, rules: list[Rule], infrastructure: list[str]) ->
                         **_judge(key, values, contexts, rules, infrastructure),
                     }  # fmt: skip
                 )
-    return pd.DataFrame.from_records(
+    rows = pd.DataFrame.from_records(
         records,
         columns=["table", "row", "setting", "value", "source_value", "status", "source", "reason"],
     )
+    rows.attrs["waiting_settings"] = waiting_settings(study)
+    return rows
+
+
+#: weights whose absence leaves runs pending (FastGAN's LPIPS-VGG loss needs vgg16)
+NETWORK_WEIGHTS = ("vgg16", "alexnet")
+
+
+def waiting_settings(study: Study) -> set[str]:
+    """The settings of the table rows that wait only for network weights (FastGAN's rows
+    without ``weights.vgg16``): not listed until the weights are set, yet their rules are not
+    stale. Found by listing the study with every missing weights file named."""
+    config = copy.deepcopy(study.config)
+    missing = [key for key in NETWORK_WEIGHTS if not config["weights"].get(key)]
+    if not missing:
+        return set()
+    config["weights"].update(dict.fromkeys(missing, "download"))
+    provisioned = Study(config, check_paths=False)
+    settings: set[str] = set()
+    for layout in provisioned.layouts_in("tables"):
+        for cell in layout.cells:
+            if cell.pending:
+                continue
+            for run in cell.runs:
+                settings.update(row_settings(provisioned, run))
+    return settings
 
 
 def _judge(
@@ -236,8 +316,9 @@ def problems(rows: pd.DataFrame) -> list[str]:
 
 
 def stale_rules(rules: list[Rule], rows: pd.DataFrame) -> list[Rule]:
-    """Rules that no row of the study uses (a renamed setting, a typo in ``where``)."""
-    used = set(rows["setting"])
+    """Rules that no row of the study uses (a renamed setting, a typo in ``where``); the rows
+    that wait only for weights count (``rows.attrs["waiting_settings"]``)."""
+    used = set(rows["setting"]) | rows.attrs.get("waiting_settings", set())
     return [rule for rule in rules if rule.setting not in used]
 
 

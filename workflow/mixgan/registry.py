@@ -45,13 +45,16 @@ METRICS: frozenset[str] = frozenset(
     {
         "fid", "kid", "is", "sfid", "precision", "recall", "memorization_distance",
         "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
-        "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix",
+        "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix", "wallclock_hours",
+        "wallclock_hours_scoremix",
     }
 )  # fmt: skip
 
-#: feature sets a metric reads from cached ``features/<extractor>.npz`` files of the run's
-#: samples (and of its reference set): Inception pool (2048-d), Inception mixed_6/conv spatial
-#: (sFID, 2023-d), Inception class probabilities (IS), VGG-16 fc2 (precision/recall, 4096-d).
+#: the family of cached features a metric reads (of the run's samples and of its reference
+#: set): Inception pool (2048-d), Inception spatial (sFID, 7 channels of mixed_6/conv or
+#: mixed_7/conv, 2023-d), Inception class probabilities (IS), VGG-16 fc2 (precision/recall,
+#: 4096-d). The cache's name adds the resize convention and sFID layer
+#: (``mixgan.evaluation.feature_set``).
 FEATURE_METRICS: dict[str, str] = {
     "fid": "inception", "kid": "inception", "memorization_distance": "inception",
     "distinct_neighbours": "inception", "sfid": "inception_spatial", "is": "inception_probs",
@@ -66,7 +69,7 @@ GENERATOR_METRICS: dict[str, str] = {
     name: "vgg16" for name in ("ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end")
 }
 
-#: feature extractor -> the network (file in ``weights.dir``) it runs.
+#: feature family -> the network (file in ``weights.dir``) it runs.
 EXTRACTOR_NETWORKS: dict[str, str] = {
     "inception": "inception", "inception_spatial": "inception", "inception_probs": "inception",
     "vgg16": "vgg16",
@@ -76,7 +79,9 @@ EXTRACTOR_NETWORKS: dict[str, str] = {
 TORCHVISION_NETWORKS: frozenset[str] = frozenset({"vgg16", "alexnet"})
 
 #: metrics read from a run's own records (training time), not from its samples' features.
-RUN_METRICS: frozenset[str] = frozenset({"gpu_hours", "gpu_hours_scoremix"})
+RUN_METRICS: frozenset[str] = frozenset(
+    {"gpu_hours", "gpu_hours_scoremix", "wallclock_hours", "wallclock_hours_scoremix"}
+)
 
 #: metrics computed against a reference image set (full dataset or training subset).
 REFERENCE_METRICS: frozenset[str] = frozenset({"fid", "kid", "sfid", "precision", "recall"})
@@ -94,7 +99,7 @@ KNOWN_METRICS: frozenset[str] = frozenset(
         "fid_latent", "fid_reference", "lpips_latent", "lpips_reference",
         "rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy",
         "memorization_distance", "distinct_neighbours", "sifid_win_rate", "gpu_hours",
-        "gpu_hours_scoremix",
+        "gpu_hours_scoremix", "wallclock_hours", "wallclock_hours_scoremix",
     }
 )  # fmt: skip
 
@@ -171,14 +176,17 @@ def metric_network(metric: str) -> str | None:
     return IMAGE_METRICS.get(metric) or GENERATOR_METRICS.get(metric)
 
 
-def metric_pending(metric: str, weights: dict[str, Any] | None = None) -> str | None:
-    """Why ``metric`` cannot be computed with the ``weights`` config, or ``None``."""
+def metric_pending(
+    metric: str, weights: dict[str, Any] | None = None, network: str | None = None
+) -> str | None:
+    """Why ``metric`` cannot be computed with the ``weights`` config (on ``network``, by
+    default the metric's own), or ``None``."""
     if metric not in METRICS:
         return f"metric '{metric}' is not implemented yet"
     weights = weights or {}
     if weights.get("allow_standins"):
         return None
-    network = metric_network(metric)
+    network = network or metric_network(metric)
     if network in TORCHVISION_NETWORKS and not weights.get(network):
         return (
             f"{metric} needs {network} weights: set weights.{network} to a torchvision "
@@ -217,6 +225,8 @@ DISPLAY: dict[str, tuple[float, str]] = {
     "ppl_end_to_end": (1.0, "PPL end-to-end"),
     "gpu_hours": (1.0, "training GPU-hours"),
     "gpu_hours_scoremix": (1.0, "ScoreMix preparation GPU-hours"),
+    "wallclock_hours": (1.0, "training wall-clock hours"),
+    "wallclock_hours_scoremix": (1.0, "ScoreMix preparation wall-clock hours"),
 }
 
 
@@ -232,6 +242,7 @@ def display_name(metric: str) -> str:
 
 #: decimals tables print for a metric (2 by default).
 DECIMALS: dict[str, int] = {
-    "gpu_hours": 3, "gpu_hours_scoremix": 3, "distinct_neighbours": 0, "precision": 3,
+    "gpu_hours": 3, "gpu_hours_scoremix": 3, "wallclock_hours": 3, "wallclock_hours_scoremix": 3,
+    "distinct_neighbours": 0, "precision": 3,
     "recall": 3, "lpips": 3, "ppl_interval_mean": 3, "ppl_interval_std": 3, "ppl_end_to_end": 3,
 }  # fmt: skip

@@ -4,10 +4,18 @@ Score-based rows of the ScoreMix paper (NCSNv2, SMLD) are "backbones" of arch
 ``score_sampler``: their model is the score network of the subset, sampled with annealed
 Langevin dynamics or the VE predictor-corrector sampler (``mixgan.scores``). Either way the
 result is a zip of images that the metric rules score like any GAN's samples.
+
+A FastGAN generator samples as its authors' ``eval.py`` (odegeasslbc/FastGAN-pytorch) calls
+it: in train mode (their ``#net_ig.eval()`` is commented out), so BatchNorm normalises with each
+batch's statistics and spectral norm runs its power iteration, in batches of 16 (``--batch``
+default 16), from the checkpoint ``train.py`` saves as ``models/<iter>.pth``: the EMA
+parameters (``load_params(netG, avg_param_G)`` before ``torch.save``) with the raw G's buffers,
+which is our G_ema. It runs on a copy, so the caller's generator keeps its state and mode.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,9 @@ GENERATORS = {
     "fastgan": fastgan.Generator,
     "biggan": biggan.Generator,
 }
+
+#: images per batch of a FastGAN generator in train mode: FastGAN-pytorch eval.py --batch 16
+FASTGAN_SAMPLE_BATCH = 16
 
 
 def truncated_normal(
@@ -55,8 +66,13 @@ def generate_images(
     latents truncated at ``truncation``; ``truncation_psi`` is StyleGAN2's.
 
     Runs under a forked RNG, so calling it inside a training loop leaves the loop's random
-    streams untouched (evaluations do not change the training trajectory).
+    streams untouched (evaluations do not change the training trajectory). A FastGAN
+    generator runs as its authors sample (module docstring): a train-mode copy, batches of
+    :data:`FASTGAN_SAMPLE_BATCH` whatever ``batch_size`` says.
     """
+    if isinstance(generator, fastgan.Generator):
+        generator = copy.deepcopy(generator).train()
+        batch_size = FASTGAN_SAMPLE_BATCH
     device = next(generator.parameters()).device
     devices = [device] if device.type == "cuda" else []
     chunks = []

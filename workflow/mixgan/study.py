@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mixgan import registry
+from mixgan import evaluation, registry
 from mixgan.config import (
     BIGGAN_RESOLUTIONS,
     COORDINATES,
@@ -63,6 +63,7 @@ class Cell:
     pending: str | None = None
     published_row: str = ""
     published_column: str = ""
+    variant: str = ""  # the protocol settings of its record (``mixgan.evaluation.variant``)
 
 
 @dataclass
@@ -104,7 +105,8 @@ class Study:
         layout = Layout(layout_id, section, entry)
         seeds = entry.get("seeds") or self.config["seeds"]
         metrics = entry.get("metrics") or [entry.get("metric", "fid")]
-        reference = entry.get("reference") or self.config["evaluation"]["reference"]
+        settings = evaluation.resolve(self.config["evaluation"], entry)
+        reference = settings["reference"]
         kind_pending = self._layout_kind_pending(section, entry.get("kind", "pivot"))
         for row, column in itertools.product(entry["rows"], entry["columns"]):
             coords = merge_cell(entry.get("defaults", {}), row, column)
@@ -116,7 +118,9 @@ class Study:
                     kind_pending
                     or self.cell_pending(entry, runs[0])
                     or (
-                        registry.metric_pending(metric, self.config["weights"])
+                        registry.metric_pending(
+                            metric, self.config["weights"], evaluation.network(metric, settings)
+                        )
                         if section == "tables" or entry.get("kind") in registry.METRIC_FIGURE_KINDS
                         else None
                     )
@@ -131,6 +135,7 @@ class Study:
                         pending=pending,
                         published_row=row.get("published", row_label),
                         published_column=column.get("published", column_label),
+                        variant=evaluation.variant(metric, settings),
                     )
                 )
         return layout
@@ -262,7 +267,8 @@ class Study:
                     f"weights.pretrained.{key}: {weights['pretrained'][key]} does not exist"
                 )
         networks = {"inception"} | {
-            registry.metric_network(metric) for _, metric, _ in self.metric_records()
+            evaluation.network(metric, self.record_evaluation(variant))
+            for _, metric, _, variant in self.metric_records()
         }
         for network in sorted(networks - {None}):
             source = weights.get(network)
@@ -274,17 +280,48 @@ class Study:
     def runnable_runs(self) -> list[RunKey]:
         return [run for run, pending in self.runs.items() if pending is None]
 
-    def metric_records(self) -> list[tuple[RunKey, str, str]]:
-        """(run, metric, reference) of every table value this code can compute."""
+    def metric_records(self) -> list[tuple[RunKey, str, str, str]]:
+        """(run, metric, reference, variant) of every value a table or a metric figure shows
+        that this code can compute; one run scored under two protocols has two records."""
         records = {
-            (run, cell.metric, cell.reference)
+            (run, cell.metric, cell.reference, cell.variant)
             for layout in self.layouts.values()
             if layout.section == "tables"
+            or layout.config.get("kind") in registry.METRIC_FIGURE_KINDS
             for cell in layout.cells
             if not cell.pending
             for run in cell.runs
         }
         return sorted(records)
+
+    def layout_evaluation(self, layout_id: str) -> dict[str, Any]:
+        """The evaluation settings of a table or figure (study, paper, its own block)."""
+        return evaluation.resolve(self.config["evaluation"], self.layouts[layout_id].config)
+
+    def record_evaluation(self, variant: str) -> dict[str, Any]:
+        """The evaluation settings of a metric record: the study's, with the protocol
+        settings its path's ``variant`` spells out."""
+        settings = {k: v for k, v in self.config["evaluation"].items() if k != "papers"}
+        return settings | evaluation.parse_variant(variant)
+
+    @cached_property
+    def _sample_counts(self) -> dict[RunKey, int]:
+        counts: dict[RunKey, int] = {}
+        for run, _, _, variant in self.metric_records():
+            wanted = evaluation.parse_variant(variant).get("num_samples")
+            if wanted is not None:
+                counts[run] = max(counts.get(run, 0), wanted)
+        for layout in self.layouts_in("figures"):  # sample grids draw the first few
+            for cell in layout.cells:
+                for run in cell.runs:
+                    if run in counts:
+                        counts[run] = max(counts[run], layout.config.get("samples", 0))
+        return counts
+
+    def sample_count(self, run: RunKey) -> int:
+        """How many images a run's samples.zip holds: the most any of its records uses (each
+        record reads the first ``num_samples``), else ``evaluation.num_samples``."""
+        return self._sample_counts.get(run, self.config["evaluation"]["num_samples"])
 
     def pending_summary(self) -> list[str]:
         """Human-readable lines: what is pending and why (for the start-up message)."""

@@ -14,10 +14,15 @@ from snakemake.settings.types import DeploymentMethod
 from mixgan.config import load_config_file  # noqa: E402
 from mixgan.study import RunKey, Study  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
+from mixgan.evaluation import (  # noqa: E402
+    EXTRACTORS,
+    TRAINING_FEATURES,
+    VARIANT_PATTERN,
+    feature_set,
+    network as record_network,
+)
 from mixgan.registry import (  # noqa: E402
     CURVE_FIGURE_KINDS,
-    EXTRACTOR_NETWORKS,
-    FEATURE_METRICS,
     FIGURES_WITHOUT_RUNS,
     GENERATOR_METRICS,
     IMAGE_METRICS,
@@ -66,7 +71,8 @@ wildcard_constraints:
     seed=r"\d+",
     metric=r"[a-z0-9_]+",
     reference=r"full|subset|none",
-    extractor="|".join(EXTRACTOR_NETWORKS),
+    variant=VARIANT_PATTERN,
+    extractor="|".join(EXTRACTORS),
     network=r"vgg16|alexnet",
     layout=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
@@ -102,6 +108,11 @@ def run_path(run, name):
 def reference_name(run, reference):
     """Which image set a reference metric compares with: the full dataset or the run's subset."""
     return "full" if reference == "full" else run.subset
+
+
+def record_name(metric, reference, variant):
+    """A metric record's file in its run folder: one per (metric, reference, protocol)."""
+    return f"metrics/{metric}-{reference}{variant}.json"
 
 
 def spec_json(data):
@@ -163,6 +174,7 @@ def layout_spec(layout_id):
                 "published_column": cell.published_column,
                 "metric": cell.metric,
                 "reference": cell.reference,
+                "variant": cell.variant,
                 "runs": [run.id for run in cell.runs],
                 "pending": cell.pending,
                 "files": [] if cell.pending else layout_files(layout, cell),
@@ -192,7 +204,7 @@ def layout_files(layout, cell):
         inputs = augmentation_inputs(layout, cell)
         return [inputs["data"], inputs["subset"], inputs["scorenet"]]
     if layout.section == "tables" or layout.config.get("kind") in METRIC_FIGURE_KINDS:
-        return [run_path(run, f"metrics/{cell.metric}-{cell.reference}.json") for run in cell.runs]
+        return [run_path(run, record_name(cell.metric, cell.reference, cell.variant)) for run in cell.runs]
     if layout.config["kind"] in CURVE_FIGURE_KINDS:
         # run.json names the networks behind the curve's values (and their stand-in flags).
         return [run_path(run, name) for run in cell.runs for name in ("curve.csv", "run.json")]
@@ -225,7 +237,9 @@ def active_layouts(section):
 def used_weights():
     """The feature networks this study's computable metrics run (weights and records)."""
     networks = {"inception"} | {
-        network for _, metric, _ in STUDY.metric_records() if (network := metric_network(metric))
+        network
+        for _, metric, _, variant in STUDY.metric_records()
+        if (network := record_network(metric, STUDY.record_evaluation(variant)))
     }
     if any(STUDY.probe_uses_lpips(run) for run, pending in STUDY.runs.items() if not pending):
         networks.add(DIVERSITY_NETWORK)
@@ -266,11 +280,12 @@ def network_weights(network):
 
 
 def extractor_weights(wildcards):
-    return network_weights(EXTRACTOR_NETWORKS[wildcards.extractor])
+    return network_weights(EXTRACTORS[wildcards.extractor])
 
 
-def reference_features(dataset, name, extractor="inception"):
-    """Cached features of a dataset's reference set: `full` or a subset."""
+def reference_features(dataset, name, extractor=TRAINING_FEATURES):
+    """Cached features of a dataset's reference set (`full` or a subset); by default those
+    the training loop's periodic FID and diversity probe read."""
     return f"{R}/data/{dataset}/features/{extractor}/{name}.npz"
 
 
@@ -280,17 +295,18 @@ def metric_inputs(wildcards):
     metric = wildcards.metric
     if metric in RUN_METRICS:
         return cost_inputs(run)
-    if metric in IMAGE_METRICS:
+    if metric in IMAGE_METRICS:  # LPIPS: AlexNet or VGG-16, as the record's protocol says
+        settings = STUDY.record_evaluation(wildcards.variant)
         return {
             "samples_zip": run_path(run, "samples.zip"),
-            "weights": network_weights(IMAGE_METRICS[metric]),
+            "weights": network_weights(record_network(metric, settings)),
         }
     if metric in GENERATOR_METRICS:
         return {
             "network": run_path(run, "network.pt"),
             "weights": network_weights(GENERATOR_METRICS[metric]),
         }
-    extractor = FEATURE_METRICS[metric]
+    extractor = feature_set(metric, STUDY.record_evaluation(wildcards.variant))
     inputs = {"samples": run_path(run, f"features/{extractor}.npz")}
     if wildcards.reference != "none":
         name = reference_name(run, wildcards.reference)
@@ -317,18 +333,22 @@ def metric_args(wildcards, input):
 
 
 def metric_spec(wildcards):
+    """A record's settings: the study's evaluation with the protocol its path names (the
+    variant), and for cost metrics the GPUs of the jobs whose time it reads."""
     run = run_key(wildcards)
     spec = STUDY.run_spec(run)
+    gpus = {job: max(res(job, "gpu"), 1) for job in ("train", "scorenet", "augment")}
     return spec_json(
         {
             "metric": wildcards.metric,
             "reference": wildcards.reference,
+            "variant": wildcards.variant,
             "run": run.id,
             "seed": run.seed,
             "scale": spec["scale"],
             "stand_in_data": spec["stand_in_data"],
-            "evaluation": STUDY.config["evaluation"],
-            **({"gpus": max(res("train", "gpu"), 1)} if wildcards.metric in RUN_METRICS else {}),
+            "evaluation": STUDY.record_evaluation(wildcards.variant),
+            **({"gpus": gpus} if wildcards.metric in RUN_METRICS else {}),
         }
     )
 

@@ -1,7 +1,9 @@
 # Metrics read samples, never retrain: each feature set of a run's samples (Inception pool,
-# spatial, class probabilities; VGG-16) is computed once; each (metric, reference) record is a
-# small JSON computed from cached features. LPIPS reads the samples, PPL the generator, cost
-# metrics (GPU-hours) the run's records.
+# spatial, class probabilities under a resize convention; VGG-16) is computed once; each
+# (metric, reference, protocol variant) record is a small JSON computed from cached features
+# (the variant, e.g. "-tf_bilinear-n50000", names the resize convention, sFID layer, LPIPS
+# network and sample count: mixgan.evaluation). LPIPS reads the samples, PPL the generator, cost metrics (GPU-
+# and wall-clock hours) the run's records.
 
 
 rule sample_features:
@@ -35,7 +37,7 @@ rule metric:
     input:
         unpack(metric_inputs),
     output:
-        f"{RUN}/metrics/{{metric}}-{{reference}}.json",
+        f"{RUN}/metrics/{{metric}}-{{reference}}{{variant}}.json",
     params:
         spec=metric_spec,
         inputs=metric_args,
@@ -48,9 +50,9 @@ rule metric:
     conda:
         ENV
     log:
-        f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.log",
+        f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}{{variant}}.log",
     benchmark:
-        f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}.tsv"
+        f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/{{metric}}-{{reference}}{{variant}}.tsv"
     shell:
         "python -m mixgan metric --spec {params.spec:q} {params.inputs} --device {params.device} "
         "--threads {threads} --out {output:q} > {log} 2>&1"

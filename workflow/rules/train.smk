@@ -39,7 +39,7 @@ rule sample:
         f"{RUN}/samples.zip",
     params:
         spec=lambda wc: spec_json(STUDY.run_spec(run_key(wc))),
-        num_samples=STUDY.config["evaluation"]["num_samples"],
+        num_samples=lambda wc: STUDY.sample_count(run_key(wc)),  # the most its records use
         batch=STUDY.config["evaluation"]["batch"],
         device=STUDY.config["device"],
     threads: res("sample", "cpus")

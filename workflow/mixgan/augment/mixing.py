@@ -6,9 +6,10 @@ the baselines of the ScoreMix paper, its Figure 3 and the augmented sets:
 * ``mixup`` (Zhang et al.): ``lam x1 + (1 - lam) x2``.
 * ``cutmix`` (Yun et al.): a box of area ``(1 - lam) H W`` from ``x2`` pasted into ``x1``;
   the centre is uniform over the image and the box is clipped at the border, as in CutMix.
-* ``augmix`` (Hendrycks et al.): torchvision's AugMix of ``x1`` alone (severity 3, width 3,
-  random depth, alpha 1, all ops: the reference defaults); ``x2`` and ``lam`` are unused,
-  as the paper applies AugMix to single real images.
+* ``augmix`` (Hendrycks et al.): AugMix of ``x1`` alone with torchvision's ``v2.AugMix``
+  semantics (severity 3, width 3, random depth, alpha 1, all ops: the reference defaults),
+  batched on ``x1``'s device (``mixgan.augment.augmix``); ``x2`` and ``lam`` are unused, as
+  the paper applies AugMix to single real images.
 * ScoreMix: :class:`mixgan.augment.scoremix.ScoreMixer`, with the same call.
 """
 
@@ -70,24 +71,23 @@ def cutmix(x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | Non
     return torch.where(box, x2, x1)
 
 
-def make_augmix(severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0) -> Mixer:
-    """An AugMix mixer with these settings (defaults: the reference implementation's)."""
-    from torchvision.transforms import v2  # imported here: torchvision takes ~2 s to import
-
-    transform = v2.AugMix(
-        severity=severity, mixture_width=width, chain_depth=depth, alpha=alpha, all_ops=True
-    )
+def make_augmix(
+    severity: int = 3, width: int = 3, depth: int = -1, alpha: float = 1.0, all_ops: bool = True
+) -> Mixer:
+    """An AugMix mixer with these settings (defaults: torchvision's v2.AugMix, whose severity,
+    width, depth and alpha are the reference implementation's)."""
+    from mixgan.augment import augmix as batched
 
     def augmix(
         x1: Tensor, x2: Tensor, lam: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """torchvision AugMix of each image of ``x1``; random draws follow ``generator``."""
+        """AugMix of each image of ``x1`` (torchvision's semantics, the whole batch at once on
+        its device); one draw of ``generator`` seeds all of the batch's random choices."""
         seed = int(torch.randint(2**62, (1,), generator=generator))
-        images = (x1.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            out = torch.stack([transform(image) for image in images])
-        return (out.float() / 255).to(x1.device)
+        choices = torch.Generator().manual_seed(seed)
+        draws = batched.draw(len(x1), severity, width, depth, alpha, all_ops, choices)
+        images = (x1.clamp(0, 1) * 255).round().to(torch.uint8)
+        return batched.augmix(images, draws).to(x1.dtype) / 255
 
     return augmix
 

@@ -1,8 +1,12 @@
-"""The metrics registry: one JSON record per (run, metric, reference).
+"""The metrics registry: one JSON record per (run, metric, reference, protocol variant).
 
 A record holds the value, the sample and reference counts, the feature network with its
-checksum, the reference set, the run's seed, and the labels every table shows beside the
-value ("demo scale", "procedural demo data", "stand-in features").
+checksum, the reference set, the run's seed, the evaluation settings the value depends on
+(``evaluation``: resize convention, sFID layer, sample count, ...; ``mixgan.evaluation``), and
+the labels every table shows beside the value ("demo scale", "procedural demo data",
+"stand-in features"). Feature and image metrics read the first ``num_samples`` samples of the
+run's sample set (which holds as many as its most demanding record needs), and refuse
+features computed under another resize convention or sFID layer than the record's.
 
 Three families, by what they read (``mixgan.registry``):
 
@@ -10,16 +14,19 @@ Three families, by what they read (``mixgan.registry``):
   FID, KID (Inception pool), sFID (Inception mixed_6/conv), IS (Inception class
   probabilities), precision/recall (VGG-16 fc2, k = 3), memorisation (Inception pool, against
   the training subset: mean distance to the nearest training image, distinct nearest images);
-* image metrics read the samples themselves: LPIPS diversity (AlexNet), the mean over
-  ``evaluation.lpips_pairs`` seeded random pairs (all pairs when there are fewer);
+* image metrics read the samples themselves: LPIPS diversity (``evaluation.lpips_net``:
+  AlexNet, or VGG as MixDL's code), the mean over ``evaluation.lpips_pairs`` seeded random
+  pairs (all pairs when there are fewer);
 * generator metrics read the run's generator: PPL (StyleGAN protocol, LPIPS-VGG) and MixDL's
   interval uniformity (mean, std over 10 sub-intervals, end-to-end distance).
 
-Cost metrics (``RUN_METRICS``) read a run's own records instead of sample features:
-``gpu_hours`` is the training time the trainer accumulated over every attempt (Snakemake's
-benchmark file of a resumed job covers only its last attempt) times the GPUs a training job
-holds; ``gpu_hours_scoremix`` is the one-off ScoreMix preparation the run used: its score
-network's training and its augmented set. On a CPU the hours are CPU-process hours and say so.
+Cost metrics (``RUN_METRICS``) read a run's own records instead of sample features, in two
+units: ``wallclock_hours`` is the training time the trainer accumulated over every attempt
+(Snakemake's benchmark file of a resumed job covers only its last attempt), ``gpu_hours`` that
+time the GPUs a training job holds (``spec["gpus"]["train"]``); ``wallclock_hours_scoremix``
+and ``gpu_hours_scoremix`` are the one-off ScoreMix preparation the run used: its score
+network's training and its augmented set (each job's time x its GPUs). On a CPU the hours are
+CPU-process hours (one device) and say so.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mixgan import registry
+from mixgan import evaluation, registry
 from mixgan.io import read_json
 from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
@@ -109,18 +116,28 @@ def record_labels(spec: dict[str, Any], feature_network: dict[str, Any]) -> list
     return labels
 
 
-def _training_hours(run: dict[str, Any], scorenet: dict | None, augmented: dict | None) -> float:
-    return run["summary"]["seconds"] / 3600
+def _hours(seconds: float, gpus: int, unit: str) -> float:
+    return seconds * (gpus if unit == "gpu" else 1) / 3600
 
 
-def _scoremix_hours(run: dict[str, Any], scorenet: dict | None, augmented: dict | None) -> float:
-    return sum(record["seconds"] for record in (scorenet, augmented) if record) / 3600
+def _training_hours(run: dict, scorenet: dict | None, augmented: dict | None, gpus: dict,
+                    unit: str) -> float:  # fmt: skip
+    return _hours(run["summary"]["seconds"], gpus["train"], unit)
 
 
-#: cost metric -> function(run.json, score-net summary, augmented-set record) -> device hours
-RUN_METRICS: dict[str, Callable[[dict, dict | None, dict | None], float]] = {
-    "gpu_hours": _training_hours,
-    "gpu_hours_scoremix": _scoremix_hours,
+def _scoremix_hours(run: dict, scorenet: dict | None, augmented: dict | None, gpus: dict,
+                    unit: str) -> float:  # fmt: skip
+    stages = (("scorenet", scorenet), ("augment", augmented))
+    return sum(_hours(record["seconds"], gpus[name], unit) for name, record in stages if record)
+
+
+#: cost metric -> (function(run.json, score-net summary, augmented-set record, GPUs per job,
+#: unit) -> hours, unit): ``gpu`` = device hours x the job's GPUs, ``wallclock`` = elapsed
+RUN_METRICS: dict[str, tuple[Callable[..., float], str]] = {
+    "gpu_hours": (_training_hours, "gpu"),
+    "gpu_hours_scoremix": (_scoremix_hours, "gpu"),
+    "wallclock_hours": (_training_hours, "wallclock"),
+    "wallclock_hours_scoremix": (_scoremix_hours, "wallclock"),
 }
 
 
@@ -130,23 +147,27 @@ def compute_cost_record(
     scorenet_summary: str | Path | None = None,
     augmented_record: str | Path | None = None,
 ) -> dict[str, Any]:
-    """A cost metric of one run (device hours x ``spec['gpus']``) and its record."""
+    """A cost metric of one run (hours; ``spec["gpus"]``: GPUs of the train, scorenet and
+    augment jobs) and its record."""
     name = spec["metric"]
     run = read_json(run_json)
     scorenet = read_json(scorenet_summary) if scorenet_summary else None
     augmented = read_json(augmented_record) if augmented_record else None
     device = run["summary"].get("device", "unknown")
-    gpus = spec["gpus"] if device.startswith("cuda") else 1
+    on_gpu = device.startswith("cuda")
+    gpus = {job: (count if on_gpu else 1) for job, count in spec["gpus"].items()}
     labels = record_labels(spec, {})
-    if not device.startswith("cuda"):
+    if not on_gpu:
         labels.append(f"measured on {device}, not a GPU")
+    function, unit = RUN_METRICS[name]
     return _record(
         spec,
-        RUN_METRICS[name](run, scorenet, augmented) * gpus,
+        function(run, scorenet, augmented, gpus, unit),
         labels,
         num_samples=None,
         num_reference=None,
         device=device,
+        unit="GPU-hours" if unit == "gpu" else "wall-clock hours",
         gpus=gpus,
         sources=[str(p) for p in (run_json, scorenet_summary, augmented_record) if p],
     )
@@ -156,12 +177,15 @@ def _record(
     spec: dict[str, Any], value: float, labels: list[str], **details: Any
 ) -> dict[str, Any]:
     """The fields every metric record has, around the metric's own ``details``."""
+    settings = evaluation.METRIC_SETTINGS.get(spec["metric"], ())
     return {
         "metric": spec["metric"],
         "value": value,
         "run": spec["run"],
         "seed": spec["seed"],
         "reference": spec["reference"],
+        "variant": spec.get("variant", ""),
+        "evaluation": {key: spec["evaluation"][key] for key in settings},
         **details,
         "labels": labels,
         "scale": spec.get("scale"),
@@ -184,6 +208,10 @@ def compute_metric_record(
         raise ValueError(
             f"{samples_path} and {reference_path} were computed with different networks"
         )
+    for path, meta in ((samples_path, samples_meta), (reference_path, reference_meta)):
+        if meta:
+            check_convention(spec, meta, path)
+    samples = first_samples(samples, spec["evaluation"]["num_samples"], samples_path)
     return _record(
         spec,
         METRICS[name](samples, reference, spec),
@@ -193,6 +221,27 @@ def compute_metric_record(
         reference_source=reference_meta.get("source"),
         feature_network=network,
     )
+
+
+def check_convention(spec: dict[str, Any], meta: dict[str, Any], path: str | Path) -> None:
+    """Refuse features computed under another resize convention or sFID layer than the
+    record's settings name."""
+    settings = spec["evaluation"]
+    for key in ("resize", "sfid_layer"):
+        if key in evaluation.METRIC_SETTINGS[spec["metric"]] and meta.get(key) != settings[key]:
+            raise ValueError(
+                f"{path} holds features computed with {key} {meta.get(key)!r}, but this "
+                f"{spec['metric']} record needs evaluation.{key} {settings[key]!r}"
+            )
+
+
+def first_samples(items: Any, count: int, source: str | Path) -> Any:
+    """The first ``count`` samples (features or names) of a run's sample set."""
+    if len(items) < count:
+        raise ValueError(
+            f"{source} holds {len(items)} samples, but evaluation.num_samples is {count}"
+        )
+    return items[:count]
 
 
 #: LPIPS inputs smaller than this (demo images) are upsampled to it first: AlexNet's pooling
@@ -246,18 +295,22 @@ def lpips_network(net: str, weights_path: str | Path, device: str) -> tuple[Any,
 def compute_image_metric_record(
     spec: dict[str, Any], samples_zip: str | Path, weights_path: str | Path, device: str = "auto"
 ) -> dict[str, Any]:
-    """LPIPS diversity of a run's samples (AlexNet backbone from ``weights_path``)."""
+    """LPIPS diversity of a run's samples (``evaluation.lpips_net``: AlexNet or VGG-16, its
+    backbone from ``weights_path``)."""
     import functools
 
-    from mixgan.data.imagezip import read_image_zip, to_tensor
+    from mixgan.data.imagezip import image_names, read_image_zip, to_tensor
     from mixgan.metrics.lpips_distance import mean_over_pairs
 
-    module, network = lpips_network("alex", weights_path, device)
-    images = to_tensor(read_image_zip(samples_zip)).float() / 127.5 - 1
-    first, second = random_pairs(len(images), spec["evaluation"]["lpips_pairs"], spec["seed"])
+    evaluation_settings = spec["evaluation"]
+    net = evaluation_settings.get("lpips_net", "alex")
+    module, network = lpips_network(net, weights_path, device)
+    names = first_samples(image_names(samples_zip), evaluation_settings["num_samples"], samples_zip)
+    images = to_tensor(read_image_zip(samples_zip, names)).float() / 127.5 - 1
+    first, second = random_pairs(len(images), evaluation_settings["lpips_pairs"], spec["seed"])
     value = mean_over_pairs(
         functools.partial(perceptual_distance, module),
-        images, first, second, spec["evaluation"]["batch"],
+        images, first, second, evaluation_settings["batch"],
     )  # fmt: skip
     return _record(
         spec,

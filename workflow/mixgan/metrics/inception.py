@@ -1,12 +1,17 @@
-"""Inception-v3 features through clean-fid's "clean" pipeline.
+"""Inception-v3 features of images resized to 299² under a named convention.
 
-Images are resized to 299² with clean-fid's PIL bicubic float resizer and fed to clean-fid's
-``InceptionV3W`` wrapper of the provisioned TorchScript network. Three kinds of features
-(``mixgan.metrics.inception_layers``): ``pool`` (2048-d, FID/KID/memorisation), ``spatial``
-(sFID's mixed_6/conv, 2023-d) and ``probs`` (class probabilities for the IS; only NVIDIA's file
-has the output layer: without it, and only where stand-ins are allowed, a seeded untrained
-output layer on the real pool features, recorded as a stand-in). Features are cached by
-``mixgan.metrics.features`` (float32, with the image names and the weights record).
+Images are resized to 299² by one of the conventions of ``mixgan.metrics.resize`` (``clean``:
+clean-fid's PIL bicubic, the default; ``tf_bilinear``: NVIDIA's / StyleGAN2-ADA's;
+``pytorch_bilinear``: pytorch-fid's) and fed to clean-fid's ``InceptionV3W`` wrapper of the
+provisioned TorchScript network. Under ``clean`` the zip loader resizes (on CPU workers, as
+clean-fid); under the others the loader passes the images at their size and the batch is
+resized on the network's device. Three kinds of features (``mixgan.metrics.inception_layers``):
+``pool`` (2048-d, FID/KID/memorisation), ``spatial`` (sFID: 7 channels of ``mixed_6/conv`` or
+``mixed_7/conv``, 2023-d) and ``probs`` (class probabilities for the IS; only NVIDIA's file has
+the output layer: without it, and only where stand-ins are allowed, a seeded untrained output
+layer on the real pool features, recorded as a stand-in). Features are cached by
+``mixgan.metrics.features`` (float32, with the image names, the weights record and the
+convention: :attr:`InceptionFeatures.settings`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 from mixgan.data.imagezip import image_names
+from mixgan.evaluation import RESIZES, SFID_LAYERS
 from mixgan.metrics.inception_layers import (
     class_probabilities,
     has_logits,
@@ -27,6 +33,7 @@ from mixgan.metrics.inception_layers import (
     pool_features,
     spatial_features,
 )
+from mixgan.metrics.resize import resize as resize_images
 from mixgan.metrics.weights import INCEPTION_FILE, check_inception_name, verified_record
 
 KINDS = ("pool", "spatial", "probs")
@@ -34,6 +41,7 @@ STAND_IN_CLASSES = 1008
 
 
 def pick_device(preference: str = "auto") -> torch.device:
+    """``cpu``, ``cuda``, or ``auto`` (CUDA when available)."""
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
@@ -50,12 +58,20 @@ class InceptionFeatures:
         kind: str = "pool",
         allow_stand_in: bool = False,
         seed: int = 0,
+        resize: str = "clean",
+        sfid_layer: str = "mixed_6",
     ):
         from cleanfid.inception_torchscript import InceptionV3W
         from cleanfid.resize import build_resizer
 
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
+        if sfid_layer not in SFID_LAYERS:
+            raise ValueError(f"sfid_layer must be one of {SFID_LAYERS}, got {sfid_layer!r}")
+        self.convention = resize
+        self.sfid_layer = sfid_layer
         self.record = verified_record(weights_path)
         self.device = pick_device(device)
         self.batch_size = batch_size
@@ -67,7 +83,9 @@ class InceptionFeatures:
                 str(Path(weights_path).parent), download=False, resize_inside=False
             )
         self.model = model.to(self.device).eval()
-        self.resize = build_resizer("clean")
+        # clean-fid's loaders resize under "clean"; "legacy_tensorflow" passes images as they are
+        self.loader_mode = "clean" if resize == "clean" else "legacy_tensorflow"
+        self.resize_image = build_resizer(self.loader_mode)
         self.stand_in_head = None
         if kind == "probs" and not has_logits(self.model.base):
             if not allow_stand_in:
@@ -86,15 +104,26 @@ class InceptionFeatures:
                 ),
             }
 
+    @property
+    def settings(self) -> dict[str, str]:
+        """The convention these features were computed under (stored in feature files)."""
+        spatial = {"sfid_layer": self.sfid_layer} if self.kind == "spatial" else {}
+        return {"resize": self.convention, **spatial}
+
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """[0, 255] NCHW 299² float -> N x features (clean-fid's feature function signature)."""
+        """[0, 255] NCHW float -> N x features (clean-fid's feature function signature): 299²
+        images under ``clean`` (the loader resized them), any size under the other
+        conventions (resized here, on the device)."""
+        batch = batch.to(self.device)
+        if self.convention != "clean":
+            batch = resize_images(batch, self.convention)
         # channels_last is about 1.5x faster on CPU and changes features by < 1e-5.
-        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         if self.kind == "pool":
             return self.model(batch)
         if self.kind == "spatial":
-            return spatial_features(self.model.layers, normalise(batch))
+            return spatial_features(self.model.layers, normalise(batch), self.sfid_layer)
         if self.stand_in_head is not None:
             pool = pool_features(self.model.layers, normalise(batch))
             return torch.softmax(self.stand_in_head(pool), dim=1)
@@ -114,7 +143,7 @@ class InceptionFeatures:
             num_workers=workers,
             batch_size=self.batch_size,
             device=self.device,
-            mode="clean",
+            mode=self.loader_mode,
             fdir=str(zip_path),
             verbose=False,
         )
@@ -122,11 +151,11 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def of_arrays(self, images: np.ndarray) -> np.ndarray:
-        """Features of NHWC uint8 images, resized exactly as clean-fid resizes files."""
+        """Features of NHWC uint8 images, resized exactly as the zip loader resizes files."""
         feats = []
         for start in range(0, len(images), self.batch_size):
             chunk = [
-                self.resize(image).transpose(2, 0, 1)
+                np.asarray(self.resize_image(image), dtype=np.float32).transpose(2, 0, 1)
                 for image in images[start : start + self.batch_size]
             ]
             feats.append(self(torch.from_numpy(np.stack(chunk))).cpu().numpy())

@@ -16,7 +16,10 @@ features below are exact slices of the network's own computation:
   ``mixed_6/conv:0[..., :7]``): the 1x1 branch ``mixed_6.conv`` (17 x 17 x 192 after its batch
   norm and ReLU for a 299² input), first 7 channels, flattened height-major, then width,
   then channel (TF's NHWC ``reshape``: the same order as the evaluator's). The Fréchet distance
-  does not depend on the order, provided both sets share it;
+  does not depend on the order, provided both sets share it. MixDL's code (reyllama/mixdl,
+  ``inception.py``: block 2 ends at ``Mixed_6e``, then ``x[:, :7]``) takes the first 7
+  output channels of the *next* block, Mixed_6e = TF's ``mixed_7``, whose concatenation starts
+  with its 1x1 branch: ``mixed_7.conv`` (``sfid_layer="mixed_7"``);
 * SIFID features (SinGAN): ``conv_4`` (Conv2d_4a_3x3, 192 channels) of an image at its own
   size, one row per position;
 * class probabilities for the Inception Score: only NVIDIA's file has the output layer.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mixgan.evaluation import SFID_LAYERS
 from mixgan.metrics.weights import INCEPTION_FILE, WeightsError
 
 #: The children of ``layers`` in execution order (TF names).
@@ -46,7 +50,7 @@ LAYER_NAMES = (
     *(f"mixed_{i}" if i else "mixed" for i in range(11)),
     "pool2",
 )
-SFID_CHANNELS = 7  # guided-diffusion keeps mixed_6/conv[..., :7]
+SFID_CHANNELS = 7  # guided-diffusion keeps mixed_6/conv[..., :7], MixDL Mixed_6e[:, :7]
 NVIDIA_URL = (
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
     "inception-2015-12-05.pt"
@@ -70,21 +74,29 @@ def pool_features(layers: nn.Module, x: Tensor) -> Tensor:
     return layers(x).reshape(len(x), 2048)
 
 
-def _spatial(layers: nn.Module, mixed_6_input: Tensor) -> Tensor:
-    branch = layers.mixed_6.conv(mixed_6_input)[:, :SFID_CHANNELS]  # N x 7 x 17 x 17
+def _previous(layer: str) -> str:
+    if layer not in SFID_LAYERS:
+        raise ValueError(f"sfid_layer must be one of {SFID_LAYERS}, got {layer!r}")
+    return LAYER_NAMES[LAYER_NAMES.index(layer) - 1]
+
+
+def _spatial(layers: nn.Module, block_input: Tensor, layer: str) -> Tensor:
+    branch = getattr(layers, layer).conv(block_input)[:, :SFID_CHANNELS]  # N x 7 x 17 x 17
     return branch.permute(0, 2, 3, 1).reshape(len(branch), -1)
 
 
-def spatial_features(layers: nn.Module, x: Tensor) -> Tensor:
-    """N x 2023 sFID features (``mixed_6/conv``, 7 channels, HWC order) of 299² images."""
-    return _spatial(layers, _run(layers, x, "conv", "mixed_5"))
+def spatial_features(layers: nn.Module, x: Tensor, layer: str = "mixed_6") -> Tensor:
+    """N x 2023 sFID features (``<layer>/conv``, 7 channels, HWC order) of 299² images."""
+    return _spatial(layers, _run(layers, x, "conv", _previous(layer)), layer)
 
 
-def pool_and_spatial_features(layers: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def pool_and_spatial_features(
+    layers: nn.Module, x: Tensor, layer: str = "mixed_6"
+) -> tuple[Tensor, Tensor]:
     """Pool (N x 2048) and sFID (N x 2023) features from one pass through the network."""
-    before = _run(layers, x, "conv", "mixed_5")
-    pool = _run(layers, before, "mixed_6", "pool2").reshape(len(x), 2048)
-    return pool, _spatial(layers, before)
+    before = _run(layers, x, "conv", _previous(layer))
+    pool = _run(layers, before, layer, "pool2").reshape(len(x), 2048)
+    return pool, _spatial(layers, before, layer)
 
 
 def sifid_features(layers: nn.Module, x: Tensor) -> Tensor:

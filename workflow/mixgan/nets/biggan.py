@@ -7,8 +7,9 @@ concatenated with each chunk to drive the conditional BatchNorm of every residua
 (gain 1 + W_g y, bias W_b y; without ``hier``, z feeds only the 4x4 input and the BatchNorms
 see the class embedding alone), SAGAN self-attention after the block of each ``attention``
 resolution, spectral norm on every convolution and linear layer of G and D and on D's class
-embedding (one power iteration, eps 1e-6; G's shared embedding stays a plain ``nn.Embedding``,
-as theirs), D's wide
+embedding (one power iteration, eps 1e-6; in eval mode one more iteration from the stored
+vector, not stored, as their ``layers.SN``; G's shared embedding stays a plain
+``nn.Embedding``, as theirs), D's wide
 pre-activation residual down-blocks, ReLU and sum pooling, and the projection head
 ``linear(h) + <embed(y), h>``. Weights start orthogonal (their ``G_init``/``D_init ortho``).
 At 128², ch 96, z 120, shared 128, 1000 classes, G has 70,433,988 parameters and D
@@ -25,7 +26,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 #: resolution -> (G's block input-channel multipliers, output multipliers); ch x these.
 G_CHANNELS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -61,10 +63,30 @@ def orthogonal(layer: nn.Module) -> nn.Module:
     return layer
 
 
+class SpectralNorm(_SpectralNorm):
+    """torch's spectral norm (one power iteration per training forward, updating u and v),
+    except in eval mode: there BigGAN-PyTorch's ``layers.SN`` still runs its power iteration
+    (``power_iteration(W, u, update=self.training)``) from the stored u without storing the
+    result, v = W^T u / |W^T u|, u' = W v / |W v|, sigma = u'^T W v. An EMA generator, whose
+    u averages G's (``mixgan.train.biggan.ema_update``), so divides by its own weights'
+    sigma, as theirs."""
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if self.training or weight.ndim == 1:
+            return super().forward(weight)
+        matrix = self._reshape_weight_to_matrix(weight)
+        with torch.no_grad():
+            v = F.normalize(torch.mv(matrix.H, self._u), dim=0, eps=self.eps)
+            u = F.normalize(torch.mv(matrix, v), dim=0, eps=self.eps)
+        return weight / torch.vdot(u, torch.mv(matrix, v))
+
+
 def spectrally_normalised(layer: nn.Module) -> nn.Module:
     """``layer``, orthogonally initialised, under spectral norm (one power iteration per
     training forward, eps 1e-6); the power iteration starts from the initial weight."""
-    return spectral_norm(orthogonal(layer), eps=SN_EPS)
+    weight = orthogonal(layer).weight
+    parametrize.register_parametrization(layer, "weight", SpectralNorm(weight, 1, 0, SN_EPS))
+    return layer
 
 
 def sn_conv(in_channels: int, out_channels: int, kernel: int = 3, bias: bool = True) -> nn.Module:

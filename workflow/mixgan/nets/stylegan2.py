@@ -12,6 +12,14 @@ Under ``torch.autocast`` the convolutions run in the autocast type while the dem
 coefficients and the minibatch standard deviation are computed in float32 and every bias is
 cast to the activations' type, so activations stay in the low-precision type throughout.
 
+NVIDIA's own mixed precision (``num_fp16_res``, with ``conv_clamp``; StyleGAN2-ADA's paper256
+uses 4 and 256) is built in instead of autocast: the blocks of the ``num_fp16_res`` highest
+resolutions of G and D (``fp16_resolution``) cast their input to float16 and convolve in it,
+with NVIDIA's pre-normalisation of the modulated weights and styles against overflow, while the
+mapping network, the lower blocks, the image skip connections (the toRGB outputs are summed in
+float32), the epilogue of D and every parameter stay in float32. ``conv_clamp`` clamps the
+output of every convolution layer (times its gain) to [-clamp, clamp], as NVIDIA's ``bias_act``.
+
 Parameter counts equal the official ones, and the state-dict keys are the official names
 (``mapping.fc0.weight``, ``synthesis.b4.conv1.affine.bias``, ``b4.fc.weight``, ...) minus the
 constant resampling filters, which are non-persistent buffers here. ``width`` multiplies every
@@ -25,20 +33,30 @@ MixDL's distance losses and patch-level discrimination read.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import fused_fir
+# The basic layers live in ``layers``, the FIR resampling in ``resample``; their public names
+# stay importable from here.
+from .layers import LRELU_GAIN as LRELU_GAIN
+from .layers import LRELU_SLOPE as LRELU_SLOPE
+from .layers import Conv2dLayer as Conv2dLayer
+from .layers import FullyConnectedLayer as FullyConnectedLayer
+from .layers import bias_act as bias_act
+from .layers import normalize_2nd_moment as normalize_2nd_moment
+from .resample import FIR_TAPS as FIR_TAPS
+from .resample import conv2d_resample as conv2d_resample
+from .resample import downsample2d as downsample2d
+from .resample import fir_filter as fir_filter
+from .resample import upfirdn2d as upfirdn2d
+from .resample import upsample2d as upsample2d
+from .resample import upsample_and_pad as upsample_and_pad
+from .resample import use_fused_fir as use_fused_fir
 
 NOISE_MODES = ("random", "const", "none")
-FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
-LRELU_SLOPE = 0.2
-LRELU_GAIN = math.sqrt(2.0)
-Padding4 = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
+#: NVIDIA's clamp of every convolution's output when its FP16 layers are on (paper256)
+FP16_CONV_CLAMP = 256.0
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -54,258 +72,19 @@ def channels_at(resolution: int, channel_base: int, channel_max: int, width: flo
     return channels
 
 
+def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    """The lowest block resolution that runs in float16 with ``num_fp16_res`` FP16 resolutions
+    (NVIDIA's networks.py: max(2 ** (log2(img_resolution) + 1 - num_fp16_res), 8)); a block at
+    resolution ``res`` (G: its output, D: its input) is FP16 when ``res >= fp16_resolution``."""
+    log2 = _check_resolution(img_resolution)
+    return max(2 ** (log2 + 1 - num_fp16_res), 8)
+
+
 def _check_resolution(img_resolution: int) -> int:
     """Return log2 of ``img_resolution``, which must be a power of two >= 8."""
     if img_resolution < 8 or img_resolution & (img_resolution - 1):
         raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
     return img_resolution.bit_length() - 1
-
-
-# ----------------------------------------------------------------------------------------------
-# Resampling with a separable FIR filter (pure-PyTorch upfirdn2d).
-
-
-def fir_filter(taps: Sequence[float] = FIR_TAPS) -> Tensor:
-    """1-D low-pass filter, normalised so that its (separable) 2-D version has unit DC gain."""
-    f = torch.as_tensor(taps, dtype=torch.float32)
-    return f / f.sum()
-
-
-def upfirdn2d(
-    x: Tensor,
-    f: Tensor,
-    up: int = 1,
-    down: int = 1,
-    padding: tuple[int, int] = (0, 0),
-    gain: float = 1.0,
-) -> Tensor:
-    """Upsample by zero insertion, pad, convolve with the FIR filter, then keep every
-    ``down``-th pixel; applied to each channel of an NCHW tensor.
-
-    ``f`` is a 1-D filter applied along both axes, ``padding`` gives the (before, after) zero
-    padding of both axes of the upsampled image (negative values crop), and ``gain`` scales the
-    output of the 2-D filter. Its gradient is again an ``upfirdn2d`` (see ``_FIRResample``), so
-    it can be differentiated any number of times.
-    """
-    pad = (padding[0], padding[1], padding[0], padding[1])
-    return _FIRResample.apply(x, f, up, down, pad, gain)
-
-
-def upsample_and_pad(x: Tensor, up: int, pad: Padding4) -> Tensor:
-    """Insert ``up - 1`` zeros after every pixel along both axes, then pad (negative crops)."""
-    n, c, h, w = x.shape
-    if up > 1:
-        x = F.pad(x.reshape(n, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1))
-        x = x.reshape(n, c, h * up, w * up)
-    return F.pad(x, pad)
-
-
-_fused_fir = {"enabled": False}
-
-
-def use_fused_fir(enabled: bool) -> None:
-    """Run the FIR resampling through the fused Triton kernel (``fused_fir``) wherever it can
-    run (CUDA tensors, Triton importable) and the code is not being compiled."""
-    _fused_fir["enabled"] = enabled
-
-
-def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float) -> Tensor:
-    """``upfirdn2d`` with (left, right, top, bottom) padding: the fused kernel if enabled, else
-    one grouped convolution with the 2-D filter, a transposed one of stride ``up`` where the
-    padding allows (no zero-filled intermediate), otherwise a strided one after explicit zero
-    insertion and padding."""
-    if _fused_fir["enabled"] and fused_fir.available(x) and not torch.compiler.is_compiling():
-        return fused_fir.upfirdn2d(x, f, up, down, pad, gain)
-    c, k = x.shape[1], f.numel()
-    kernel = (torch.outer(f, f) * gain).to(x.dtype)  # the 2-D filter of a true convolution
-    if up > 1 and down == 1:
-        crop = _transposed_crop(k, up, pad)
-        if crop is not None:
-            padding, output_padding = crop
-            weight = kernel.expand(c, 1, k, k)
-            return F.conv_transpose2d(
-                x, weight, stride=up, padding=padding, output_padding=output_padding, groups=c
-            )
-    x = upsample_and_pad(x, up, pad)
-    return F.conv2d(x, kernel.flip(0, 1).expand(c, 1, k, k), stride=down, groups=c)
-
-
-def _transposed_crop(
-    k: int, up: int, pad: Padding4
-) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """``padding`` and ``output_padding`` of the transposed convolution of stride ``up`` that
-    equals upsampling with a k-tap filter and ``pad``, or None where none does.
-
-    The transposed convolution's full output starts ``k - 1 - before`` samples before the
-    wanted output and ends ``k - up - after`` samples after it; ``padding`` crops the same
-    number at both ends and ``output_padding`` gives back 0 to ``up - 1`` at the end.
-    """
-    left, right, top, bottom = pad
-    crops = []
-    for before, after in ((top, bottom), (left, right)):
-        start, end = k - 1 - before, k - up - after
-        if start < 0 or not 0 <= start - end < up:
-            return None
-        crops.append((start, start - end))
-    (pad_h, extra_h), (pad_w, extra_w) = crops
-    return (pad_h, pad_w), (extra_h, extra_w)
-
-
-class _FIRResample(torch.autograd.Function):
-    """FIR resampling whose backward pass is its adjoint, another FIR resampling (the flipped
-    filter, ``up`` and ``down`` swapped, the padding mirrored).
-
-    PyTorch's own double backward of a grouped convolution computes the (unused) filter
-    gradient one channel at a time, each a convolution with an image-sized kernel: on an H200
-    that made every R1 and path-length step of StyleGAN2 at 256² take about 10 s.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain: float
-    ) -> Tensor:
-        y = _fir_resample(x, f, up, down, pad, gain)
-        ctx.save_for_backward(f)
-        ctx.setup = (x.shape[2], x.shape[3], y.shape[2], y.shape[3], up, down, pad, gain)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
-        (f,) = ctx.saved_tensors
-        h, w, out_h, out_w, up, down, (left, right, top, bottom), gain = ctx.setup
-        k = f.numel()
-        adjoint_pad = (
-            k - 1 - left,
-            w * up - out_w * down + left,
-            k - 1 - top,
-            h * up - out_h * down + top,
-        )
-        grad_x = _FIRResample.apply(grad, f.flip(0), down, up, adjoint_pad, gain)
-        return grad_x, None, None, None, None, None
-
-
-def upsample2d(x: Tensor, f: Tensor) -> Tensor:
-    """Upsample 2x with the FIR filter ``f`` (output size exactly twice the input size)."""
-    k = f.numel()
-    return upfirdn2d(x, f, up=2, padding=((k + 1) // 2, (k - 2) // 2), gain=4.0)
-
-
-def downsample2d(x: Tensor, f: Tensor) -> Tensor:
-    """Low-pass filter with ``f`` and downsample 2x (output size exactly half the input size)."""
-    k = f.numel()
-    return upfirdn2d(x, f, down=2, padding=((k - 1) // 2, (k - 2) // 2))
-
-
-def conv2d_resample(
-    x: Tensor, weight: Tensor, f: Tensor | None = None, up: int = 1, down: int = 1
-) -> Tensor:
-    """'Same'-size convolution with an [out, in, k, k] ``weight`` (k odd), either on the
-    FIR-upsampled input (``up=2``) or followed by FIR downsampling (``down=2``).
-
-    Upsampling uses a stride-2 transposed convolution (zero insertion + convolution) followed by
-    the FIR filter; downsampling filters first and then uses a stride-2 convolution.
-    """
-    k = weight.shape[-1]
-    if up == 1 and down == 1:
-        return F.conv2d(x, weight, padding=k // 2)
-    if f is None or (up, down) not in ((2, 1), (1, 2)):
-        raise ValueError("resampling needs a FIR filter and exactly one of up=2 or down=2")
-    t = f.numel()
-    if up == 2:
-        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        pad = (k // 2 + (t + 1) // 2 - (k - 1), k // 2 + (t - 2) // 2 - (k - 2))
-        return upfirdn2d(x, f, padding=pad, gain=4.0)
-    pad = (k // 2 + (t - 1) // 2, k // 2 + (t - 2) // 2)
-    if k == 1:  # a 1x1 conv commutes with filtering: downsample first, it is cheaper
-        return F.conv2d(upfirdn2d(x, f, down=2, padding=pad), weight)
-    return F.conv2d(upfirdn2d(x, f, padding=pad), weight, stride=2)
-
-
-# ----------------------------------------------------------------------------------------------
-# Basic layers with equalized learning rate.
-
-
-def bias_act(
-    x: Tensor,
-    bias: Tensor | None = None,
-    activation: str = "linear",
-    gain: float = 1.0,
-    clamp: float | None = None,
-) -> Tensor:
-    """Add a per-channel bias, apply 'linear' or 'lrelu' (slope 0.2, gain sqrt(2)), multiply
-    by ``gain`` and clamp to [-clamp, clamp]."""
-    if bias is not None:
-        x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
-    if activation == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
-        gain = gain * LRELU_GAIN
-    elif activation != "linear":
-        raise ValueError(f"unknown activation {activation!r}")
-    if gain != 1.0:
-        x = x * gain
-    if clamp is not None:
-        x = x.clamp(-clamp, clamp)
-    return x
-
-
-class FullyConnectedLayer(nn.Module):
-    """Dense layer with equalized learning rate and a learning-rate multiplier."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        activation: str = "linear",
-        lr_multiplier: float = 1.0,
-        bias_init: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.linear(x, self.weight * self.weight_gain)
-        bias = None if self.bias is None else self.bias * self.bias_gain
-        return bias_act(x, bias, self.activation)
-
-
-class Conv2dLayer(nn.Module):
-    """Convolution with equalized learning rate, optional FIR downsampling, bias, activation
-    and clamping."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        bias: bool = True,
-        activation: str = "linear",
-        down: int = 1,
-        conv_clamp: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.activation = activation
-        self.down = down
-        self.conv_clamp = conv_clamp
-        self.register_buffer("resample_filter", fir_filter(), persistent=False)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
-
-    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        w = self.weight * self.weight_gain
-        x = conv2d_resample(x, w, self.resample_filter, down=self.down)
-        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias, self.activation, gain=gain, clamp=clamp)
-
-
-def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """Scale ``x`` to unit mean square along ``dim``."""
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,9 +177,22 @@ def modulated_conv2d(
     convolving with per-sample weights ``weight * styles``; demodulation then rescales each
     output channel by the inverse L2 norm of its per-sample weights, so unit-variance inputs
     give unit-variance outputs.
+
+    In float16 (NVIDIA's FP16 layers) the weights and styles are first divided by their largest
+    magnitudes (per output channel and per sample; the weights also by sqrt(fan-in)), which
+    demodulation undoes exactly, so the convolution cannot overflow; the styles and weights
+    are then cast to float16.
     """
-    x = x * styles.reshape(*styles.shape, 1, 1)
-    x = conv2d_resample(x, weight, resample_filter, up=up)
+    if x.dtype == torch.float16:
+        if demodulate:
+            fan_in = weight[0].numel()
+            max_w = weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+            weight = weight * (1 / math.sqrt(fan_in) / max_w)
+            styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        x = x * styles.to(x.dtype).reshape(*styles.shape, 1, 1)
+    else:
+        x = x * styles.reshape(*styles.shape, 1, 1)
+    x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up)
     if demodulate:
         # sum_{i,kh,kw} (weight[o, i] * styles[n, i])^2 for every (n, o), in float32
         with torch.autocast(x.device.type, enabled=False):
@@ -464,8 +256,15 @@ class ToRGBLayer(nn.Module):
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
+def _feature(x: Tensor) -> Tensor:
+    """An activation as the ``features`` dicts hand it out: float32 from an FP16 block (what
+    the parts' heads read, as in float32 training), unchanged otherwise."""
+    return x.float() if x.dtype == torch.float16 else x
+
+
 class SynthesisBlock(nn.Module):
-    """One resolution of the skip generator: (const | 2x-up conv), conv, toRGB."""
+    """One resolution of the skip generator: (const | 2x-up conv), conv, toRGB; in float16 when
+    ``use_fp16`` (its toRGB output joins the image in float32)."""
 
     def __init__(
         self,
@@ -475,10 +274,12 @@ class SynthesisBlock(nn.Module):
         resolution: int,
         img_channels: int,
         conv_clamp: float | None = None,
+        use_fp16: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", fir_filter(), persistent=False)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
@@ -505,14 +306,18 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         if x is None:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-        else:
+        if self.use_fp16:
+            x = x.to(torch.float16)
+        if self.in_channels != 0:
             x = self.conv0(x, next(w_iter), noise_mode)
             if features is not None:
-                features[f"b{self.resolution}.conv0"] = x
+                features[f"b{self.resolution}.conv0"] = _feature(x)
         x = self.conv1(x, next(w_iter), noise_mode)
         if features is not None:
-            features[f"b{self.resolution}.conv1"] = x
+            features[f"b{self.resolution}.conv1"] = _feature(x)
         rgb = self.torgb(x, next(w_iter))
+        if self.use_fp16:
+            rgb = rgb.float()
         img = rgb if img is None else upsample2d(img, self.resample_filter) + rgb
         return x, img
 
@@ -529,6 +334,7 @@ class SynthesisNetwork(nn.Module):
         channel_max: int = 512,
         width: float = 1.0,
         conv_clamp: float | None = None,
+        num_fp16_res: int = 0,
     ) -> None:
         super().__init__()
         log2 = _check_resolution(img_resolution)
@@ -540,11 +346,13 @@ class SynthesisNetwork(nn.Module):
             res: channels_at(res, channel_base, channel_max, width)
             for res in self.block_resolutions
         }
+        lowest_fp16 = fp16_resolution(img_resolution, num_fp16_res)
         for res in self.block_resolutions:
             in_channels = self.channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(
-                in_channels, self.channels[res], w_dim, res, img_channels, conv_clamp=conv_clamp
-            )
+                in_channels, self.channels[res], w_dim, res, img_channels, conv_clamp=conv_clamp,
+                use_fp16=res >= lowest_fp16,
+            )  # fmt: skip
             self.add_module(f"b{res}", block)
         # Each block's toRGB shares its w with the first conv of the next block.
         self.num_ws = sum(self.block(res).num_conv for res in self.block_resolutions) + 1
@@ -588,6 +396,7 @@ class Generator(nn.Module):
         mapping_layers: int = 8,
         mapping_lr_mult: float = 0.01,
         conv_clamp: float | None = None,
+        num_fp16_res: int = 0,
     ) -> None:
         super().__init__()
         self.z_dim = z_dim
@@ -596,8 +405,9 @@ class Generator(nn.Module):
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.synthesis = SynthesisNetwork(
-            w_dim, img_resolution, img_channels, channel_base, channel_max, width, conv_clamp
-        )
+            w_dim, img_resolution, img_channels, channel_base, channel_max, width, conv_clamp,
+            num_fp16_res,
+        )  # fmt: skip
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(
             z_dim, c_dim, w_dim, self.num_ws, mapping_layers, lr_multiplier=mapping_lr_mult
@@ -623,7 +433,8 @@ class Generator(nn.Module):
 
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second downsamples 2x) plus a 1x1 downsampling skip,
-    summed with gain sqrt(0.5) each. The first block also converts from RGB."""
+    summed with gain sqrt(0.5) each. The first block also converts from RGB. With ``use_fp16``
+    it casts its input to float16 and computes in it."""
 
     def __init__(
         self,
@@ -634,10 +445,12 @@ class DiscriminatorBlock(nn.Module):
         conv_clamp: float | None = None,
         *,
         resolution: int,
+        use_fp16: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution  # of the block's input; names its features
+        self.use_fp16 = use_fp16
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(
                 img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp
@@ -654,14 +467,16 @@ class DiscriminatorBlock(nn.Module):
         """A ``features`` dict receives the residual branch's activations as ``b<res>.conv0``
         and ``b<res>.conv1`` (the latter without the branch's sqrt(0.5) gain, i.e. the plain
         activation of the layer, as a ResBlock's ``conv2`` of rosinality's StyleGAN2 gives it)."""
+        # NVIDIA's blocks cast their input to their own type (FP16 or float32)
+        x = x.to(torch.float16) if self.use_fp16 else _feature(x)
         if self.in_channels == 0:
             x = self.fromrgb(x)
         y = self.skip(x, gain=math.sqrt(0.5))
         h = self.conv0(x)
         x = self.conv1(h, gain=math.sqrt(0.5))
         if features is not None:
-            features[f"b{self.resolution}.conv0"] = h
-            features[f"b{self.resolution}.conv1"] = x * math.sqrt(2.0)
+            features[f"b{self.resolution}.conv0"] = _feature(h)
+            features[f"b{self.resolution}.conv1"] = _feature(x) * math.sqrt(2.0)
         return x + y
 
 
@@ -724,6 +539,7 @@ class DiscriminatorEpilogue(nn.Module):
         self, x: Tensor, cmap: Tensor | None, features: dict[str, Tensor] | None = None
     ) -> Tensor:
         """A ``features`` dict receives ``b4.fc``, the input of the output layer ``out``."""
+        x = _feature(x)  # NVIDIA's epilogue runs in float32 after FP16 blocks
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.fc(self.conv(x).flatten(1))
@@ -749,6 +565,7 @@ class Discriminator(nn.Module):
         mbstd_group_size: int | None = 4,
         mbstd_num_channels: int = 1,
         conv_clamp: float | None = None,
+        num_fp16_res: int = 0,
     ) -> None:
         super().__init__()
         log2 = _check_resolution(img_resolution)
@@ -760,6 +577,7 @@ class Discriminator(nn.Module):
             res: channels_at(res, channel_base, channel_max, width)
             for res in [*self.block_resolutions, 4]
         }
+        lowest_fp16 = fp16_resolution(img_resolution, num_fp16_res)
         for res in self.block_resolutions:
             in_channels = self.channels[res] if res < img_resolution else 0
             block = DiscriminatorBlock(
@@ -769,6 +587,7 @@ class Discriminator(nn.Module):
                 img_channels,
                 conv_clamp,
                 resolution=res,
+                use_fp16=res >= lowest_fp16,
             )
             self.add_module(f"b{res}", block)
         cmap_dim = self.channels[4] if c_dim > 0 else 0

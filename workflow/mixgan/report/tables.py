@@ -43,24 +43,26 @@ RANKING_COLUMNS = [
 ]
 
 
-def load_records(paths: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Records keyed by (run, metric, reference)."""
+def load_records(paths: Sequence[Path]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Records keyed by (run, metric, reference, protocol variant)."""
     records = {}
     for path in paths:
         record = read_json(path)
-        records[(record["run"], record["metric"], record["reference"])] = record
+        key = (record["run"], record["metric"], record["reference"], record.get("variant", ""))
+        records[key] = record
     return records
 
 
 def tidy_table(
     spec: dict[str, Any],
-    records: dict[tuple[str, str, str], dict[str, Any]],
+    records: dict[tuple[str, ...], dict[str, Any]],
     published: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (cell, run): the values behind the table, for further analysis.
 
     ``published`` and ``difference`` (ours − the paper's) are in the unit of ``value`` (the
-    paper prints KID x 10^3; here it is divided back), NaN where the paper has no value.
+    paper prints KID x 10^3; here it is divided back), NaN where the paper has no value;
+    ``evaluation`` is the record's protocol (resize convention, sFID layer, sample count).
     """
     paper = _paper_values(published)
     rows = []
@@ -68,7 +70,8 @@ def tidy_table(
         key = (cell["published_row"], cell["published_column"], cell["metric"])
         paper_value = paper.get(key, np.nan) / registry.display_scale(cell["metric"])
         for run in cell["runs"]:
-            record = records.get((run, cell["metric"], cell["reference"]))
+            variant = cell.get("variant", "")
+            record = records.get((run, cell["metric"], cell["reference"], variant))
             status = "pending" if cell["pending"] else ("ok" if record else "missing")
             value = record["value"] if record else np.nan
             rows.append(
@@ -85,6 +88,7 @@ def tidy_table(
                     "published": paper_value,
                     "difference": value - paper_value,
                     "reference": cell["reference"],
+                    "evaluation": variant.lstrip("-"),
                     "num_samples": record["num_samples"] if record else np.nan,
                     "labels": "; ".join(record["labels"]) if record else "",
                     "status": status,
@@ -188,6 +192,8 @@ class _Pivot:
     metrics: list[str]
     ranking: pd.DataFrame
     has_published: bool
+    units: dict[str, str]  # metric -> the unit of the paper's values, where the CSV gives one
+    protocols: dict[str, str]  # metric -> its records' protocol variants (resize, samples, ...)
 
     @property
     def paper_shown(self) -> bool:
@@ -235,6 +241,13 @@ def _pivot(spec: dict[str, Any], summary: pd.DataFrame, published: pd.DataFrame 
         metrics=list(dict.fromkeys(summary["metric"])),
         ranking=ranking_agreement(spec, summary, published),
         has_published=published is not None,
+        units=_paper_units(published),
+        protocols={
+            metric: ", ".join(sorted({c["variant"].lstrip("-") for c in cells_of_metric}))
+            for metric in dict.fromkeys(summary["metric"])
+            if (cells_of_metric := [c for c in spec["cells"] if c["metric"] == metric])
+            and any(c.get("variant") for c in cells_of_metric)
+        },
     )
 
 
@@ -245,6 +258,11 @@ def _legend(pivot: _Pivot) -> str:
         "Ours: mean ± std over seeds (n = number of seeds with a value); "
         + (stand_in if marked else "")
         + ("the paper's value in parentheses; " if pivot.paper_shown else "")
+        + "".join(
+            f"the paper's {registry.display_name(metric)}: {unit}; "
+            for metric, unit in pivot.units.items()
+        )
+        + "".join(f"{metric} protocol {text}; " for metric, text in pivot.protocols.items())
         + "best of each column in bold; "
         + ", ".join(
             f"{m} {'higher' if m in registry.HIGHER_IS_BETTER else 'lower'} is better"
@@ -500,6 +518,14 @@ def _paper_texts(published: pd.DataFrame | None) -> dict[tuple[str, str, str], s
     if published is None:
         return {}
     return {(p.row, p.column, p.metric): str(p.value).strip() for p in published.itertuples()}
+
+
+def _paper_units(published: pd.DataFrame | None) -> dict[str, str]:
+    """metric -> the unit the paper's values are printed in (the CSV's optional ``unit``)."""
+    if published is None or "unit" not in published.columns:
+        return {}
+    units = published.dropna(subset=["unit"]).groupby("metric", sort=False)["unit"]
+    return {metric: "; ".join(dict.fromkeys(group)) for metric, group in units}
 
 
 def _header(column: str, metric: str) -> str:

@@ -84,16 +84,19 @@ class ScoreMixOnline(Part):
 
 
 class AugMixReal(Part):
-    """torchvision's AugMix of each real image, as the paper uses it (severity, width, depth
-    and alpha from the config; the reference implementation's values by default)."""
+    """AugMix of each real image, as the paper uses it (severity, width, depth and alpha from
+    the config; the reference implementation's values by default): torchvision's ``v2.AugMix``
+    semantics, the whole batch at once on the training device (``mixgan.augment.augmix``),
+    its draws seeded from the global RNG (checkpointed: resumes exactly)."""
 
     stage = 1
 
     def __init__(self, name: str, settings: dict[str, Any]):
         super().__init__(name, settings)
         self.augmix = make_augmix(
-            settings["severity"], settings["width"], settings["depth"], settings["alpha"]
-        )
+            settings["severity"], settings["width"], settings["depth"], settings["alpha"],
+            settings.get("all_ops", True),
+        )  # fmt: skip
 
     def augment_real(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         images = (real + 1) / 2
@@ -134,8 +137,9 @@ class DiffAugment(Part):
 
 
 class ADA(Part):
-    """Adaptive discriminator augmentation: the bgc pipeline on every image D sees, with a
-    probability p steered by the sign of D's outputs on reals (target ``target``)."""
+    """Adaptive discriminator augmentation: NVIDIA's bgc pipeline (``mixgan.augment.ada``) on
+    every image D sees, with a probability p steered by the sign of D's outputs on reals
+    (target ``target``)."""
 
     stage = 3
 

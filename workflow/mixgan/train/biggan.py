@@ -13,7 +13,13 @@ what differs follows BigGAN-PyTorch's ``train_fns.GAN_training_function``:
   ImageNet launch scripts set ``--G_ortho 0.0``);
 * D sees every batch through the method's ``augment_d_input`` parts with the batch's labels
   (mixing parts pair images of one class, so the labels stay true);
-* kimg counts the real images D sees: ``batch x d_steps`` per iteration.
+* kimg counts the real images D sees: ``batch x d_steps`` per iteration;
+* G's EMA is ``utils.ema`` of BigGAN-PyTorch (``--ema --ema_start 20000`` in the launch
+  scripts): G_ema = G at every iteration before ``ema_start`` (their decay 0 while
+  ``itr < start_itr``, ``itr`` counted from 1), afterwards every floating-point entry of G's
+  ``state_dict`` is averaged, parameters and buffers alike (BatchNorm running statistics and
+  the spectral norm's vectors), integer buffers copied. The per-step decay comes from
+  ``ema_kimg`` (0.9999 at batch 512: 3549 kimg).
 
 Samples for the metrics take the classes in turn, from latents truncated at the backbone's
 ``truncation`` (``mixgan.sample.generate_images``); the FID evaluations during training use
@@ -55,6 +61,17 @@ def biggan_kwargs(spec: dict[str, Any], num_classes: int) -> tuple[dict[str, Any
         "hier": backbone["hier"],
     }
     return generator, shared
+
+
+def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
+    """BigGAN's D loss (BigGAN-PyTorch ``losses.loss_hinge_dis``):
+    mean relu(1 - D(x, y)) + mean relu(1 + D(G(z, y'), y'))."""
+    return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+
+
+def hinge_g_loss(logits_fake: Tensor) -> Tensor:
+    """BigGAN's G loss (``losses.loss_hinge_gen``): -mean D(G(z, y'), y')."""
+    return -logits_fake.mean()
 
 
 def class_names(data_zip: Path) -> list[str]:
@@ -105,6 +122,16 @@ class BigGANTrainer(GANTrainer):
             torch.optim.Adam(d_params, backbone["d_lr"], betas=betas, eps=eps, fused=fused),
         )
 
+    @torch.no_grad()
+    def update_ema(self, batch: int) -> None:
+        """G_ema after this iteration (see the module docstring): a copy of G before the
+        backbone's ``ema_start`` iterations, the whole-state_dict average afterwards."""
+        half_life = self.train_cfg["ema_kimg"] * 1000
+        decay = 0.5 ** (batch / max(half_life, 1e-8)) if half_life > 0 else 0.0
+        if self.step + 1 < self.spec["backbone"]["ema_start"]:  # their itr counts from 1
+            decay = 0.0
+        ema_update(self.G_ema, self.G, decay)
+
     def sample_labels(self, count: int) -> Tensor:
         """Classes of ``count`` new fakes, uniform."""
         return torch.randint(self.num_classes, (count,), device=self.device)
@@ -112,8 +139,7 @@ class BigGANTrainer(GANTrainer):
     def labelled_real_batch(self, batch: int) -> tuple[Tensor, Tensor]:
         """``batch`` real images ([-1, 1]) drawn from the pool, with their classes."""
         index = torch.randint(len(self.pool), (batch,))
-        images = self.pool[index].to(self.device, torch.float32) / 127.5 - 1
-        images = images.contiguous(memory_format=self.memory_format)
+        images = self.real_images(index)  # x-flipped with train.mirror, as every trainer's
         return images, self.pool_labels[index].to(self.device)
 
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -142,13 +168,13 @@ class BigGANTrainer(GANTrainer):
                 real = part.augment_real(real, real_labels)
             logits_real = self.discriminate(real, real_labels)
             logits_fake = self.discriminate(fake, fake_labels)
-            loss_d = F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+            loss_d = hinge_d_loss(logits_real, logits_fake)
             loss_d = self.step_d(loss_d, logits_real, logits_fake)
 
         self.set_d_trainable(False)
         z, labels = self.sample_z(batch), self.sample_labels(batch)
         fake = self.generate(z, labels)
-        loss_g = -self.discriminate(fake, labels).mean() + self.g_regularization(z, fake)
+        loss_g = hinge_g_loss(self.discriminate(fake, labels)) + self.g_regularization(z, fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -163,6 +189,21 @@ class BigGANTrainer(GANTrainer):
             "logits_real": logits_real.detach().mean(),
             "logits_fake": logits_fake.detach().mean(),
         }
+
+
+@torch.no_grad()
+def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
+    """BigGAN-PyTorch's ``utils.ema.update``: every floating-point entry of ``target``'s
+    ``state_dict`` <- decay x target + (1 - decay) x source's (parameters and buffers); integer
+    buffers (BatchNorm's batch counter, unused at a fixed momentum) are copied."""
+    ours, theirs = target.state_dict(), source.state_dict()
+    floating = [key for key, value in ours.items() if value.is_floating_point()]
+    torch._foreach_lerp_(
+        [ours[key] for key in floating], [theirs[key] for key in floating], 1.0 - decay
+    )
+    for key, value in ours.items():
+        if not value.is_floating_point():
+            value.copy_(theirs[key])
 
 
 def read_subset_labels(subset_manifest: Path) -> Tensor:

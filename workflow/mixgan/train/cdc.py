@@ -7,9 +7,10 @@ small batch, the distribution of its feature similarities to the batch's other l
 
     p_i = softmax_j sim(G_s^l(z_i), G_s^l(z_j)),   q_i = softmax_j sim(G_t^l(z_i), G_t^l(z_j)),
 
-j != i, at a synthesis layer l drawn per z_i, and G's loss gains weight x KL(p || q) (the
-official code's ``kl_wt * KLDivLoss()(log q, p)``, an element-wise mean). D judges whole
-images only for latents near a few fixed anchors and patches elsewhere (:class:`CDC`).
+j != i, at a synthesis layer l drawn per z_i among all but the first (:func:`layer_candidates`),
+and G's loss gains weight x KL(p || q) (the official code's ``kl_wt * KLDivLoss()(log q, p)``,
+an element-wise mean). D judges whole images only for latents near a few fixed anchors and
+patches elsewhere (:class:`CDC`).
 
 The functions here are the loss and its inputs; :class:`CDC`, at the end, is the part.
 """
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixgan.io import sha256_file
-from mixgan.nets.stylegan2 import Discriminator, Generator
+from mixgan.nets.stylegan2 import Discriminator, Generator, SynthesisNetwork
 from mixgan.train import mixdl
 from mixgan.train.mixdl import per_image_mean
 from mixgan.train.part_api import Part, Players
@@ -74,6 +75,16 @@ def check_compatible(state: dict[str, Tensor], module: nn.Module, what: str) -> 
             )
 
 
+def layer_candidates(synthesis: SynthesisNetwork) -> list[str]:
+    """The synthesis layers the distance consistency may compare at: every layer but the first
+    (the 4² conv), the last included. The official code (utkarshojha/few-shot-gan-adaptation,
+    ``train.py``: ``feat_ind = numpy.random.randint(1, g_source.module.n_latent - 1)``, with
+    ``n_latent`` = 2 log2(size) - 2, indexing ``feat_list``'s 2 log2(size) - 3 activations of
+    ``model.py``) draws indices 1 to 2 log2(size) - 4, the last layer's. MixDL's own draw
+    (``mixgan.train.mixdl.generator_layer_candidates``) leaves the last out."""
+    return mixdl.synthesis_layer_names(synthesis)[1:]  # 2 or more: resolutions start at 8²
+
+
 def sample_near_anchors(anchors: Tensor, count: int, std: float) -> Tensor:
     """``count`` latents, each a random anchor plus N(0, std²) noise (CDC's sub-regions)."""
     index = torch.randint(len(anchors), (count,), device=anchors.device)
@@ -113,7 +124,7 @@ class CDC(Part):
     a patch-level head (a 3x3 conv on one of the first ``patch_layers`` D activations at
     ``patch_resolutions``, drawn per D call, as MixDL's heads) judges reals and fakes. G's
     loss adds ``weight`` x KL(p || q) over ``distance_batch`` new latents, each compared with
-    the others at a synthesis layer drawn for it (every layer but the first and last). The
+    the others at a synthesis layer drawn for it (every layer but the first). The
     images pass through the method's other ``augment_d_input`` parts. The lazy R1 follows
     the step's level, as the official code's: D's output near the anchors, else the per-image
     mean of a drawn head's patch logits.
@@ -145,7 +156,7 @@ class CDC(Part):
         discriminator.load_state_dict(states["D"])
         self.source = copy.deepcopy(generator).eval().requires_grad_(False)
         self.source_ema = states["G_ema"]
-        self.layer_names = mixdl.generator_layer_candidates(generator.synthesis)
+        self.layer_names = layer_candidates(generator.synthesis)
         device = next(generator.parameters()).device
         self.anchors = torch.randn(self.settings["anchors"], generator.z_dim, device=device)
 

@@ -13,7 +13,10 @@ StyleGAN2 one; what differs is the step, which follows the authors' ``train.py``
   or ``mse``, the mean squared error);
 * G step: -mean D(G(z)) on the same augmented fakes;
 * no R1, no path-length regularisation, no style mixing; the EMA generator follows
-  ``ema_kimg`` (the authors' per-step 0.999 at batch 8 is ``ema_kimg`` 5.54).
+  ``ema_kimg`` (the authors' per-step 0.999 at batch 8 is ``ema_kimg`` 5.54) and, as their
+  ``avg_param_G``, averages the parameters only (buffers: the raw G's);
+* every sample (FID evaluations, diversity probe, the metrics' samples) comes from that EMA
+  generator in train mode, 16 per batch, as the authors' ``eval.py`` (``mixgan.sample``).
 
 A ``mixdl`` part runs as :class:`FastGANMixDL`: MixDL's steps with FastGAN's networks and
 losses.
@@ -56,6 +59,17 @@ def hinge_real(logits: Tensor) -> Tensor:
 def hinge_fake(logits: Tensor) -> Tensor:
     """D's loss on fakes: mean relu(m + logits), m ~ U(0.8, 1.0) per logit."""
     return F.relu(torch.rand_like(logits) * 0.2 + 0.8 + logits).mean()
+
+
+def discriminator_loss(logits_real: Tensor, logits_fake: Tensor, reconstruction: Tensor) -> Tensor:
+    """D's loss: the hinge on reals, the hinge on fakes (margins drawn in that order) and the
+    reconstruction loss of the reals (the authors' ``train_d``: ``err = ... + rec_all``)."""
+    return hinge_real(logits_real) + hinge_fake(logits_fake) + reconstruction
+
+
+def generator_loss(logits_fake: Tensor) -> Tensor:
+    """G's loss: -mean D(G(z)) (the authors' ``err_g = -pred_g.mean()``)."""
+    return -logits_fake.mean()
 
 
 def mse_distance(images: Tensor, targets: Tensor) -> Tensor:
@@ -175,7 +189,7 @@ class FastGANTrainer(GANTrainer):
             logits_real, recon = self.discriminate_real(real)
             with self.autocast():
                 logits_fake = self.D_main(fake.detach()).float()
-            loss_d = hinge_real(logits_real) + hinge_fake(logits_fake) + recon
+            loss_d = discriminator_loss(logits_real, logits_fake, recon)
         else:
             loss_d, logits_real, logits_fake, recon = owner.d_loss(self, real)
         loss_d = self.step_d(loss_d, logits_real, logits_fake)
@@ -184,7 +198,7 @@ class FastGANTrainer(GANTrainer):
         self.set_d_trainable(False)
         if owner is None:
             with self.autocast():
-                loss_g = -self.D_main(fake).float().mean()
+                loss_g = generator_loss(self.D_main(fake).float())
             loss_g = loss_g + self.g_regularization(z, images)
         else:
             loss_g = owner.g_loss(self, batch)
@@ -250,7 +264,7 @@ class FastGANMixDL(MixDL):
         with players.autocast():
             images = players.G(latents, features=features)
             logits = players.D(players.augment(images[-batch:].float()))
-        loss = -logits.float().mean()
+        loss = generator_loss(logits.float())
         if distance:
             kl = self.generator_distance(features, c, len(z))
             self.last["mixdl_g_kl"] = kl.detach()
@@ -271,7 +285,7 @@ class FastGANMixDL(MixDL):
         features: dict[str, Tensor] = {}
         with players.autocast():
             logits_fake = players.D(players.augment(fake), features=features).float()
-        loss = hinge_real(logits_real) + hinge_fake(logits_fake[-batch:]) + recon
+        loss = discriminator_loss(logits_real, logits_fake[-batch:], recon)
         if distance:
             kl = self.discriminator_distance(features, c, len(z))
             self.last["mixdl_d_kl"] = kl.detach()

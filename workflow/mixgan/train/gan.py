@@ -7,7 +7,13 @@ loop that calls it (``mixgan.train.loop``) is shared by every backbone; FastGAN 
 subclass this trainer (``mixgan.train.fastgan``, ``mixgan.train.biggan``).
 
 On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings choose the
-arithmetic and kernels (see ``GANTrainer.__init__``).
+arithmetic and kernels (see ``GANTrainer.__init__``); ``fp16`` builds NVIDIA's mixed-precision
+networks (paper256: FP16 in the 4 highest resolutions, activations clamped at 256), without
+loss scaling, with NVIDIA's gradient sanitisation before each optimiser step.
+
+Real batches are drawn uniformly with replacement from the pool; with ``train.mirror`` each
+real image is flipped left-right with probability 1/2 as it is drawn (the official codes'
+``RandomHorizontalFlip``), from the seeded torch RNG the checkpoints carry.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import torch.nn.functional as F
 from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.io import read_json
 from mixgan.metrics.inception import pick_device
-from mixgan.nets.stylegan2 import Discriminator, Generator, use_fused_fir
+from mixgan.nets.stylegan2 import FP16_CONV_CLAMP, Discriminator, Generator, use_fused_fir
 from mixgan.train.checkpoint import (
     rng_state,
     seed_everything,
@@ -34,10 +40,18 @@ from mixgan.train.part_api import Part, PartInputs
 from mixgan.train.parts import build_parts
 from mixgan.train.paths import TrainPaths
 
+#: FP16 resolutions of G and D in ``precision: fp16`` (stylegan2-ada-pytorch train.py:181-182,
+#: every --cfg: num_fp16_res 4, conv_clamp 256; --fp32 turns both off, train.py:331-333)
+FP16_RESOLUTIONS = 4
 
-def network_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Generator and discriminator constructor arguments of a run spec."""
+
+def network_kwargs(
+    spec: dict[str, Any], precision: str = "fp32"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generator and discriminator constructor arguments of a run spec, for the arithmetic
+    ``precision`` the trainer runs (``fp16``: NVIDIA's FP16 blocks and conv_clamp)."""
     backbone = spec["backbone"]
+    fp16 = precision == "fp16"
     shared = {
         "c_dim": 0,
         "img_resolution": spec["resolution"],
@@ -45,6 +59,8 @@ def network_kwargs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         "channel_base": backbone["channel_base"],
         "channel_max": backbone["channel_max"],
         "width": backbone["width"],
+        "conv_clamp": FP16_CONV_CLAMP if fp16 else None,
+        "num_fp16_res": FP16_RESOLUTIONS if fp16 else 0,
     }
     g_kwargs = {
         **shared,
@@ -115,6 +131,7 @@ class GANTrainer:
         self.fid_history: list[tuple[float, float]] = []
         self.best: dict[str, float] | None = None
         self.increases = 0
+        self.stopped_early = False  # early stopping triggered (recorded in the checkpoints)
 
     @property
     def uses_pl(self) -> bool:
@@ -122,7 +139,7 @@ class GANTrainer:
 
     def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """G and D of the run (``self.g_kwargs`` keeps G's constructor arguments)."""
-        self.g_kwargs, self.d_kwargs = network_kwargs(self.spec)
+        self.g_kwargs, self.d_kwargs = network_kwargs(self.spec, self.precision)
         use_fused_fir(self.device.type == "cuda" and self.train_cfg["fused_fir"])
         return Generator(**self.g_kwargs), Discriminator(**self.d_kwargs)
 
@@ -174,6 +191,7 @@ class GANTrainer:
             "fid_history": self.fid_history,
             "best": self.best,
             "increases": self.increases,
+            "stopped_early": self.stopped_early,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -189,13 +207,33 @@ class GANTrainer:
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.elapsed, self.fid_history = state["elapsed"], [tuple(x) for x in state["fid_history"]]
         self.best, self.increases = state["best"], state["increases"]
+        self.stopped_early = state.get("stopped_early", False)
 
     # -- one iteration ----------------------------------------------------------------
 
     def real_batch(self, batch: int) -> torch.Tensor:
-        index = torch.randint(len(self.pool), (batch,))
-        images = self.pool[index].to(self.device, torch.float32) / 127.5 - 1
+        """``batch`` real images drawn uniformly with replacement from the pool."""
+        return self.real_images(torch.randint(len(self.pool), (batch,)))
+
+    def real_images(self, index: torch.Tensor) -> torch.Tensor:
+        """The pool's images at ``index`` in [-1, 1] on the device; with ``train.mirror`` each
+        is flipped left-right with probability 1/2 (one draw of the torch RNG per image)."""
+        images = self.pool[index]
+        if self.train_cfg["mirror"]:
+            flip = torch.rand(len(index)) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+        images = images.to(self.device, torch.float32) / 127.5 - 1
         return images.contiguous(memory_format=self.memory_format)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()``; with FP16 layers first NVIDIA's gradient sanitisation
+        (training_loop.py: NaN -> 0, +-inf -> +-1e5; it uses no loss scaling)."""
+        if self.precision == "fp16":
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+            for grad in grads:
+                if grad is not None:
+                    torch.nan_to_num(grad, nan=0.0, posinf=1e5, neginf=-1e5, out=grad)
+        optimizer.step()
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast for the synthesis network and D when the run's precision is bf16."""
@@ -205,11 +243,13 @@ class GANTrainer:
         """Input latents z ~ N(0, I) of ``count`` new samples."""
         return torch.randn(count, self.G.z_dim, device=self.device)
 
-    def generate_ws(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents w of samples with input latents ``z``, with style mixing: when drawn, the
-        layers from a random cutoff on take the styles of a second, new latent."""
+    def generate_ws(self, z: torch.Tensor, style_mixing: bool = True) -> torch.Tensor:
+        """Latents w of samples with input latents ``z``, with style mixing (unless
+        ``style_mixing`` is false): when drawn, the layers from a random cutoff on take the
+        styles of a second, new latent."""
         ws = self.G.mapping(z, None, update_emas=True)
-        if self.train_cfg["style_mixing"] > 0 and torch.rand(()) < self.train_cfg["style_mixing"]:
+        mixing = self.train_cfg["style_mixing"] if style_mixing else 0
+        if mixing > 0 and torch.rand(()) < mixing:
             cutoff = int(torch.randint(1, ws.shape[1], ()))
             z2 = self.sample_z(len(z))
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
@@ -219,9 +259,10 @@ class GANTrainer:
         """Latents w of ``count`` new samples without style mixing (for the parts)."""
         return self.G.mapping(self.sample_z(count), None, update_emas=True)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G's images ([-1, 1], float32) of input latents ``z``."""
-        ws = self.generate_ws(z)
+    def generate(self, z: torch.Tensor, style_mixing: bool = True) -> torch.Tensor:
+        """G's images ([-1, 1], float32) of input latents ``z`` (``style_mixing``: as
+        :meth:`generate_ws`)."""
+        ws = self.generate_ws(z, style_mixing)
         with self.autocast():
             images = self.synthesis_main(ws, noise_mode="random")
         return images.float()
@@ -258,13 +299,14 @@ class GANTrainer:
         self.set_d_trainable(False)
         if owner is None:
             z = self.sample_z(batch)
-            fake = self.generate(z)
-            loss_g = F.softplus(-self.discriminate(fake)).mean() + self.g_regularization(z, fake)
+            # A part comparing z with G(z) (MSGAN, N-Div, DistanceGAN) gets unmixed images.
+            fake = self.generate(z, style_mixing=not any(p.regularizes_g for p in self.parts))
+            loss_g = nonsaturating_g_loss(self.discriminate(fake)) + self.g_regularization(z, fake)
         else:
             loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.opt_g.step()
+        self.optimizer_step(self.opt_g)
         pl = torch.zeros((), device=self.device)
         if self.uses_pl and self.step % self.train_cfg["pl_interval"] == 0:
             pl = self.pl_step(batch)
@@ -280,7 +322,7 @@ class GANTrainer:
         if owner is None:
             logits_fake = self.discriminate(fake)
             logits_real = self.discriminate(real)
-            loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            loss_d = logistic_d_loss(logits_real, logits_fake)
         else:
             loss_d, logits_real, logits_fake = owner.d_loss(self, real)
         loss_d = self.step_d(loss_d, logits_real, logits_fake)
@@ -312,7 +354,7 @@ class GANTrainer:
                 loss_d = loss_d + extra
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        self.opt_d.step()
+        self.optimizer_step(self.opt_d)
         for part in self.parts:
             part.after_d_step(logits_real.detach())
         return loss_d
@@ -330,7 +372,7 @@ class GANTrainer:
         penalty = (lengths - self.pl_mean).square().mean()
         self.opt_g.zero_grad(set_to_none=True)
         (penalty * cfg["pl_weight"] * cfg["pl_interval"]).backward()
-        self.opt_g.step()
+        self.optimizer_step(self.opt_g)
         return penalty.detach()
 
     def r1_step(self, real: torch.Tensor, owner: Part | None = None) -> torch.Tensor:
@@ -345,7 +387,7 @@ class GANTrainer:
         loss = penalty * (self.train_cfg["r1_gamma"] / 2) * self.train_cfg["r1_interval"]
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_d.step()
+        self.optimizer_step(self.opt_d)
         return penalty.detach()
 
     @torch.no_grad()
@@ -358,10 +400,22 @@ class GANTrainer:
             b_ema.copy_(b)
 
 
+def nonsaturating_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's G loss, the non-saturating logistic loss: mean softplus(-D(G(z)))."""
+    return F.softplus(-logits_fake).mean()
+
+
+def logistic_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's D loss: mean softplus(D(G(z))) + mean softplus(-D(x))."""
+    return F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+
+
 def use_gpu_arithmetic(precision: str) -> None:
     """Set the process-wide GPU flags of a run's precision: TensorFloat-32 in cuDNN
-    convolutions and cuBLAS matrix products unless ``fp32``, and cuDNN's autotuner."""
-    tf32 = precision != "fp32"
+    convolutions and cuBLAS matrix products for ``tf32`` and ``bf16`` (not for ``fp32``, nor
+    for ``fp16``, whose float32 layers NVIDIA runs without TF32: training_loop.py allow_tf32
+    False), and cuDNN's autotuner."""
+    tf32 = precision in ("tf32", "bf16")
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True

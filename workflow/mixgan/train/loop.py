@@ -6,14 +6,17 @@ One loop for every method: the parts of the run's method (``mixgan.train.parts``
 real data, augment what D sees, add loss terms, or compute the losses of some steps themselves
 (MixDL, with heads that D's optimiser trains). The loop trains for a budget in kimg, evaluates
 FID every ``eval_every_kimg`` on a fixed set of latents, stops after ``patience`` consecutive
-FID increases (the ScoreMix paper's protocol), and keeps the best snapshot. When
+FID increases (the ScoreMix paper's protocol; ``patience: 0`` never stops early), and keeps the
+best snapshot. An early stop is recorded in the checkpoint written at that step, so a job
+rerun after it (a crash while writing the outputs) finishes without training further. When
 ``diversity_every_kimg`` is set, it also probes the samples' diversity from kimg 0 to
 ``diversity_until_kimg`` (``mixgan.train.diversity``, MixDL's Fig. 8).
 
 Real batches are drawn uniformly with replacement from the pool (the subset plus the parts'
-extra images). Progress is resumable: checkpoints (not declared workflow outputs) hold the
-networks, optimisers, parts, RNG streams and evaluation history; a restarted job continues the
-same run. The declared outputs (network.pt, curve.csv, run.json) are written only at the end.
+extra images), each image x-flipped with probability 1/2 when ``train.mirror`` is on. Progress
+is resumable: checkpoints (not declared workflow outputs) hold the networks, optimisers, parts,
+RNG streams and evaluation history; a restarted job continues the same run. The declared
+outputs (network.pt, curve.csv, run.json) are written only at the end.
 
 On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings choose the
 arithmetic and kernels (see ``mixgan.train.gan.GANTrainer``), and cuDNN picks its fastest
@@ -111,7 +114,9 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     if probe and not resumed:
         curve.write({**_point(trainer), **probe(trainer.G_ema)})
     throughput = Throughput(trainer.images_seen)
-    stopped_early = False
+    stopped_early = trainer.stopped_early  # a resumed run that had stopped early trains no more
+    if stopped_early:
+        log.info("the run stopped early at kimg %.2f; writing its outputs", trainer.kimg)
     started = time.perf_counter() - trainer.elapsed
     sums: dict[str, float] = {}
     count = 0
@@ -135,6 +140,7 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
             if evaluator and (trainer.kimg >= next_eval or done):
                 fid = evaluator.fid(trainer.G_ema)
                 stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
+                trainer.stopped_early = stopped_early
                 row = {**(row or _point(trainer)), "fid": fid}
                 next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
             if trainer.kimg >= next_probe and next_probe <= cfg["diversity_until_kimg"] + 1e-9:
@@ -241,7 +247,8 @@ def _duration(seconds: float) -> str:
 def _record_fid(
     trainer: GANTrainer, fid: float, work: Path, log: logging.Logger, patience: int
 ) -> bool:
-    """Track the FID history, keep the best snapshot; True when early stopping triggers."""
+    """Track the FID history, keep the best snapshot; True when early stopping triggers
+    (``patience`` consecutive increases; 0: never)."""
     previous = trainer.fid_history[-1][1] if trainer.fid_history else None
     trainer.fid_history.append((trainer.kimg, fid))
     trainer.increases = trainer.increases + 1 if previous is not None and fid > previous else 0
@@ -253,7 +260,7 @@ def _record_fid(
         "FID %.3f at kimg %.2f (best %.3f at kimg %.2f; %d consecutive increase(s))",
         fid, trainer.kimg, trainer.best["fid"], trainer.best["kimg"], trainer.increases,
     )  # fmt: skip
-    if trainer.increases >= patience:
+    if patience > 0 and trainer.increases >= patience:
         log.info("early stopping: FID rose %d evaluations in a row", trainer.increases)
         return True
     return False

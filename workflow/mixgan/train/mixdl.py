@@ -187,10 +187,13 @@ def per_image_mean(patch_logits: torch.Tensor) -> torch.Tensor:
 class MixDL(Part):
     """MixDL (Kong, SNU 2023 thesis, sections 3.2-3.4): mixup-based distance learning.
 
-    Steps with ``step % standard_every == 0`` are standard GAN steps; the others are MixDL
-    steps (official code: ``--interp_freq 2``, i.e. every other step; the thesis does not say).
-    On a MixDL step, with N = ``num_latents`` (default: the batch size, as the official code's
-    batch x batch coefficient matrix) and B = the batch size:
+    Steps with ``step % mixup_every == 0`` are MixDL steps, the others standard GAN steps, as
+    the official code (``train_mixdl.py``: ``which = i % args.mixup_every``, MixDL's branch at
+    ``which == 0``, ``--mixup_every`` 2: the even steps; the thesis does not say). So the lazy
+    R1 (every ``r1_interval`` = 16 steps, ``i % d_reg_every == 0``) lands on MixDL steps and,
+    as theirs (``flag=which``), penalises the per-image mean of a drawn patch head's logits
+    (:meth:`r1_logits`). On a MixDL step, with N = ``num_latents`` (default: the batch size,
+    as the official code's batch x batch coefficient matrix) and B = the batch size:
 
     * latents: N edges w_i = mapping(z_i) in W (no style mixing) and B anchors
       w0_b = sum_i c_bi w_i, c_b ~ ``coefficients`` (``mixgan.train.sample_coefficients``),
@@ -205,8 +208,9 @@ class MixDL(Part):
       (each D call drawing its head), plus lambda_D x KL(r || p),
       r_b = softmax_i cos(proj(d1(G(w0_b))), proj(d1(G(w_i)))), d1 = D up to its last FC
       layer (its ``b4.fc`` features) and proj a linear layer of ``projection_dim`` outputs
-      (thesis section 3.3; the official StyleGAN2 code has none, its FastGAN code a 512-wide
-      one; ``projection_dim: 0`` compares d1 directly).
+      (thesis section 3.3; the official code's ``sim_linear``, ``EqualLinear(512, 512)`` on
+      the 512-d output of D's first epilogue FC, ``model_cdc.py:751,786-788``; its FastGAN
+      code a 512-wide one; ``projection_dim: 0`` compares d1 directly).
 
     The images pass through the method's other ``augment_d_input`` parts (DiffAugment, ADA)
     as in the official code. ``generator_loss``/``discriminator_loss: false`` drop the
@@ -251,7 +255,7 @@ class MixDL(Part):
         return modules
 
     def computes_losses(self, step: int) -> bool:
-        return step % self.settings["standard_every"] != 0
+        return step % self.settings["mixup_every"] == 0
 
     def _latents(
         self, players: Players, batch: int
@@ -329,6 +333,12 @@ class MixDL(Part):
             self.last["mixdl_d_kl"] = kl.detach()
             loss = loss + self.settings["lambda_d"] * kl
         return loss, per_image_mean(logits_real), per_image_mean(logits_fake)
+
+    def r1_logits(self, players: Players, real: torch.Tensor) -> torch.Tensor | None:
+        """The per-image mean of a drawn patch head's logits on ``real``: the official R1 on a
+        MixDL step (``discriminator(real_img, flag=which, p_ind=...)``, viewed per image and
+        averaged)."""
+        return per_image_mean(self._discriminate(players, real, {}))
 
     def stats(self) -> dict[str, float]:
         return {key: float(value) for key, value in self.last.items()}

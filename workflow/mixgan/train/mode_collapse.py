@@ -2,9 +2,11 @@
 latents z and the generator's images G(z) ([-1, 1]): MSGAN, N-Div and DistanceGAN.
 
 The MixDL paper implements them "on StyleGAN2" without details; here each is the added term
-of G's loss that its own paper defines, with the input latent z as the "input" domain (these
-methods were written for conditional or translation models). Where a choice was ours, the
-function says so.
+of G's loss that its own paper and official code define, with the input latent z as the
+"input" domain (these methods were written for conditional or translation models). Their
+official code has no style mixing, so a method with one of these parts makes the images of
+its regularized G steps from z alone (``Part.regularizes_g``): the distances in z are those
+of the latents the images come from. Where a choice was ours, the function says so.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from mixgan.train.part_api import Part
 
 def mode_seeking_loss(z: Tensor, images: Tensor, eps: float = 1e-5) -> Tensor:
     """MSGAN (Mao et al., CVPR 2019): the batch's first half is paired with its second half,
-    r = mean|G(z1) - G(z2)| / mean|z1 - z2| (means over all pairs and elements, as the
-    authors' code), and the loss is 1 / (r + eps)."""
+    r = mean|G(z1) - G(z2)| / mean|z1 - z2| (means over all pairs and elements), and the loss
+    is 1 / (r + eps), eps = 1e-5: HelenMao/MSGAN, ``DCGAN-Mode-Seeking/model.py``,
+    ``update_G`` (``lz``, ``eps = 1 * 1e-5``, ``loss_lz = 1 / (lz + eps)``)."""
     half = len(z) // 2
     if half == 0:
         raise ValueError("the mode-seeking loss needs a batch of at least 2")
@@ -42,16 +45,19 @@ def euclidean_distances(x: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def normalized_distances(x: Tensor) -> Tensor:
-    """N-Div's D_ij = d(x_i, x_j) / sum_k d(x_i, x_k): Euclidean distances normalised per row
-    (the normaliser is differentiated too, so the loss sees only relative distances)."""
+    """N-Div's D_ij = d(x_i, x_j) / sum_k d(x_i, x_k): Euclidean distances normalised per row,
+    the normaliser (plus 1e-12) detached, as the official code (B1ueber2y/NDiv,
+    ``ndiv_pytorch.py``, ``compute_norm_pairwise_distance``: ``/ (normalizer + 1e-12).detach()``),
+    so the gradient pushes each distance alone, the row's scale held fixed."""
     distances = euclidean_distances(x)
-    return distances / distances.sum(1, keepdim=True).clamp_min(1e-12)
+    return distances / (distances.sum(1, keepdim=True) + 1e-12).detach()
 
 
 def normalized_diversity_loss(z: Tensor, images: Tensor, alpha: float = 0.8) -> Tensor:
     """N-Div (Liu et al., CVPR 2019): (1 / (N^2 - N)) sum_{i != j} max(alpha D^z_ij - D^y_ij, 0)
     with row-normalised pairwise distances of the latents (D^z) and of the images (D^y):
-    the images must be at least ``alpha`` times as far apart, relatively, as their latents."""
+    the images must be at least ``alpha`` times as far apart, relatively, as their latents
+    (official ``NDiv_loss``; alpha 0.8 is its default)."""
     count = len(z)
     if count < 2:
         raise ValueError("the normalized diversity loss needs a batch of at least 2")
@@ -96,9 +102,12 @@ def distance_preservation_loss(
 ) -> Tensor:
     """DistanceGAN (Benaim and Wolf, NeurIPS 2017): over all pairs i < j of the batch, the mean
     of |(d(z_i, z_j) - mu_z) / sigma_z - (d(G(z_i), G(z_j)) - mu_y) / sigma_y|, d the mean
-    absolute difference and (mu, sigma) each domain's pair-distance statistics. The authors
-    take the statistics of the two datasets; here the latents' are those of N(0, I)
-    (``gaussian_distance_statistics``) and the images' those of the training images."""
+    absolute difference and (mu, sigma) each domain's pair-distance statistics
+    (sagiebenaim/DistanceGAN, ``cyclegan_arch/distance_gan_model.py``: ``distance``,
+    ``get_individual_distance_loss``, ``get_distance_losses``). The authors take the
+    statistics of the two datasets (``set_expectation_and_std``, population deviation over
+    all pairs); here the latents' are those of N(0, I) (``gaussian_distance_statistics``) and
+    the images' those of the training images."""
     if len(z) < 2:
         raise ValueError("the distance-preservation loss needs a batch of at least 2")
     (mu_z, sigma_z), (mu_y, sigma_y) = latent_statistics, image_statistics
@@ -112,10 +121,12 @@ def distance_preservation_loss(
 
 class GeneratorRegularizer(Part):
     """A mode-collapse regularizer of G (MixDL's Table 2 baselines): ``weight`` x a loss of
-    the batch's latents and images, added to G's loss on standard steps. The unweighted loss
-    of the latest step is logged as ``<kind>_loss``."""
+    the batch's latents and images, added to G's loss on standard steps, whose images the
+    trainer makes from z alone (``regularizes_g``: no style mixing). The unweighted loss of
+    the latest step is logged as ``<kind>_loss``."""
 
     stage = 4
+    regularizes_g = True  # its G steps' images come from z alone (no style mixing)
     kind: ClassVar[str]
 
     def __init__(self, name: str, settings: dict[str, Any]):

@@ -22,8 +22,8 @@ and logits (``d_loss``) instead of computing the standard non-saturating losses;
 part the networks, the step, its latent sampling, the other parts' ``augment_d_input`` and
 its autocast (``Players``). The remaining D-step hooks still run on such steps
 (``augment_real`` on the real batch, ``d_regularizer`` and ``after_d_step`` with the part's
-logits, and the lazy R1 on the part's ``r1_logits`` when it gives some: CDC's patch level);
-``g_regularizer`` runs on standard steps only. At most one part of a method may
+logits, and the lazy R1 on the part's ``r1_logits`` when it gives some: CDC's and MixDL's
+patch level); ``g_regularizer`` runs on standard steps only. At most one part of a method may
 take over steps. Modules a part trains beside D (``trainable_modules``: heads reading D's
 features) are trained by D's optimiser with its Adam settings, frozen in G steps, and saved
 with the part's ``state_dict``.
@@ -99,6 +99,10 @@ class Part:
 
     stage: ClassVar[int] = 0
     takes_steps: ClassVar[bool] = False  # may return True from computes_losses
+    # g_regularizer compares z with G(z): a method with such a part makes the images of its
+    # standard G steps without style mixing (so z is all they come from), as the
+    # regularizers' official code, which has no style mixing
+    regularizes_g: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: dict[str, Any]):
         self.name = name
@@ -133,7 +137,8 @@ class Part:
 
     def g_regularizer(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
         """An extra term of G's loss on a standard step: ``latents`` [B, z_dim] are the
-        samples' input latents z, ``images`` G's output ([-1, 1], before any augmentation)."""
+        samples' input latents z, ``images`` G's output ([-1, 1], before any augmentation),
+        made from z alone (no style mixing) when the part sets ``regularizes_g``."""
         return None
 
     def set_training_images(self, images: torch.Tensor) -> None:
