@@ -320,6 +320,11 @@ def test_a_diversity_curve_of_runs_without_the_probe_names_the_backbone_key(mini
     minimal_config["weights"] = {"allow_standins": True}
     study = Study(minimal_config)
     assert study.probe_uses_lpips(run) and study.notes() == []
+    # A run of the same backbone that no diversity figure shows trains without the probe.
+    other = RunKey("shapes", "full", "sg2", "none", 0)  # no diversity figure shows it
+    assert not study.probes_diversity(other)
+    assert study.run_spec(other)["backbone"]["train"]["diversity_every_kimg"] == 0
+    assert study.run_spec(run)["backbone"]["train"]["diversity_every_kimg"] == 4
 
 
 def test_schema_enums_cover_the_registry():
@@ -350,3 +355,17 @@ def test_fp16_is_stylegan2_only_and_a_negative_patience_is_named(minimal_config)
     assert problem.startswith("backbones.fg.train.precision") and "'fp16'" in problem
     minimal_config["backbones"]["sg2"]["train"]["patience"] = -1
     assert any(p.startswith("backbones.sg2.train.patience") for p in problems_of(minimal_config))
+
+
+def test_sdedit_above_the_trained_levels_is_rejected_naming_the_key(minimal_config):
+    minimal_config["scorenets"]["tiny"]["max_level_t"] = 0.2  # default t0: 0.25
+    with pytest.raises(ConfigError, match=r"parts\.scoremix\.final_denoise\.t0: 0\.25 is above"):
+        Study(minimal_config)
+    minimal_config["parts"]["scoremix"]["final_denoise"] = {"mode": "sdedit", "t0": 0.2}
+    Study(minimal_config)  # from the highest trained level: accepted
+    minimal_config["backbones"]["sampler"] = {
+        "arch": "score_sampler", "task": "unconditional", "scorenet": "tiny",
+        "sampler": "annealed_langevin",
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"scorenets\.tiny\.max_level_t: backbone sampler"):
+        Study(minimal_config)

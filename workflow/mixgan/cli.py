@@ -89,7 +89,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 @command(
     "protocol",
     "list every table row's settings with their sources and deviations (config/protocol/)",
-    arg("--configfile", required=True, type=Path),
+    arg("--configfile", type=Path),
+    arg("--config-json", type=parse_spec, help="or the resolved config as JSON (or @file)"),
     arg("--sources", type=Path, help="folder of rule files (default: config/protocol/)"),
     arg("--out-csv", type=Path, help="tidy listing: table, row, setting, value, source, status"),
     arg("--out-md", type=Path, help="per table: settings x rows, marked"),
@@ -103,7 +104,10 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     from mixgan.io import atomic_open
     from mixgan.study import Study
 
-    study = Study(load_config_file(args.configfile), check_paths=False)
+    if (args.configfile is None) == (args.config_json is None):
+        raise SystemExit("give exactly one of --configfile and --config-json")
+    config = args.config_json or load_config_file(args.configfile)
+    study = Study(config, check_paths=False)
     rules, infrastructure = protocol.load_rules(args.sources or protocol.SOURCES_DIR)
     rows = protocol.protocol_rows(study, rules, infrastructure)
     if args.out_csv:
@@ -445,8 +449,9 @@ def cmd_metric(args: argparse.Namespace) -> None:
     from mixgan import metrics, registry
     from mixgan.io import write_json
 
-    _threads(args)
     name = args.spec["metric"]
+    if name in registry.IMAGE_METRICS or name in registry.GENERATOR_METRICS:
+        _threads(args)  # the others read features or records with numpy: no torch import
     needed = {
         **dict.fromkeys(registry.RUN_METRICS, ["run_json"]),
         **dict.fromkeys(registry.IMAGE_METRICS, ["samples_zip", "weights"]),

@@ -229,6 +229,8 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
                 f"parts.{name}.scorenet: score network '{part['scorenet']}' is not defined "
                 f"in scorenets (defined: {sorted(scorenets) or 'none'})"
             )
+        elif part["kind"] == "scoremix":
+            problems += _denoise_level_problems(name, part, scorenets[part["scorenet"]])
         source = part.get("source_model")
         if source is not None and source not in pretrained:
             problems.append(f"parts.{name}.source_model: '{source}' is not in weights.pretrained")
@@ -251,6 +253,15 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
             problems.append(
                 f"backbones.{name}.scorenet: score network '{backbone['scorenet']}' "
                 "is not defined in scorenets"
+            )
+        elif (
+            backbone["arch"] == "score_sampler"
+            and scorenets[backbone["scorenet"]].get("max_level_t", 1.0) < 1.0
+        ):
+            problems.append(
+                f"scorenets.{backbone['scorenet']}.max_level_t: backbone {name} samples from "
+                "the largest noise level down, so its score network trains every level "
+                "(max_level_t 1)"
             )
         for key, what in ARCH_UNUSED_TRAIN.get(backbone["arch"], {}).items():
             if backbone["train"][key] > 0:
@@ -277,6 +288,17 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
                 f"figures.{figure_id}.published: '{published}' is not a table of this config"
             )
     return problems
+
+
+def _denoise_level_problems(name: str, part: dict[str, Any], scorenet: dict[str, Any]) -> list[str]:
+    """A ScoreMix part whose SDEdit starts above the levels its score network trains."""
+    denoise, trained = part.get("final_denoise", {}), scorenet.get("max_level_t", 1.0)
+    if denoise.get("mode") == "sdedit" and denoise.get("t0", 0.25) > trained:
+        return [
+            f"parts.{name}.final_denoise.t0: {denoise['t0']} is above the levels score network "
+            f"'{part['scorenet']}' trains (scorenets.{part['scorenet']}.max_level_t {trained})"
+        ]
+    return []
 
 
 def _source_run_problems(config: dict[str, Any], where: str, source: dict[str, Any]) -> list[str]:

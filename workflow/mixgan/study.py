@@ -331,9 +331,23 @@ class Study:
                 reasons[cell.pending] = reasons.get(cell.pending, 0) + 1
         return [f"{count} cell(s): {reason}" for reason, count in sorted(reasons.items())]
 
+    @cached_property
+    def _probed_runs(self) -> frozenset[RunKey]:
+        """The runs a diversity-curve figure (MixDL Fig. 8) shows."""
+        return frozenset(
+            run
+            for layout in self.layouts_in("figures")
+            if layout.config.get("kind") == "diversity_curve"
+            for cell in layout.cells
+            for run in cell.runs
+        )
+
     def probes_diversity(self, run: RunKey) -> bool:
-        """Whether the run's training probes its samples' diversity (MixDL Fig. 8)."""
-        return probes_diversity(self.config["backbones"][run.backbone])
+        """Whether the run's training probes its samples' diversity (MixDL Fig. 8): its
+        backbone sets the probe and a diversity-curve figure shows the run (the probe costs
+        an Inception pass per probe; runs no figure reads skip it)."""
+        backbone = self.config["backbones"][run.backbone]
+        return probes_diversity(backbone) and run in self._probed_runs
 
     def probe_uses_lpips(self, run: RunKey) -> bool:
         """Whether the run's diversity probe measures LPIPS: without AlexNet weights (or
@@ -416,6 +430,8 @@ class Study:
     def run_spec(self, run: RunKey) -> dict[str, Any]:
         """Every setting that determines a run's result, resolved (``mixgan train --spec``)."""
         backbone = copy.deepcopy(self.config["backbones"][run.backbone])
+        if not self.probes_diversity(run):
+            backbone["train"]["diversity_every_kimg"] = 0
         dataset = self.dataset(run.dataset)
         return {
             "run": run.id,

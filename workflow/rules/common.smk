@@ -1,5 +1,6 @@
 # Shared helpers: config validation and expansion, the jobs' environment, paths, resources,
 # and the input functions of the rules.
+import glob
 import json
 import os
 import shlex
@@ -253,7 +254,7 @@ def used_weights():
 
 
 def all_targets():
-    targets = [f"{R}/report/provenance.html"]
+    targets = [f"{R}/report/provenance.html", f"{R}/report/protocol.md"]
     for table in active_layouts("tables"):
         targets += [f"{R}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "ranking.csv")]
     for figure in active_layouts("figures"):

@@ -4,6 +4,7 @@ localrules:
     table,
     figure,
     provenance,
+    protocol,
 
 
 rule table:
@@ -79,3 +80,24 @@ rule provenance:
     shell:
         "python -m mixgan provenance --config-json {params.config:q} --config-source {params.source:q} "
         "--weights-dir {params.weights_dir:q} --out {output:q} > {log} 2>&1"
+
+
+rule protocol:
+    input:
+        rules=sorted(glob.glob("config/protocol/*.yaml")),
+    output:
+        md=report(
+            f"{R}/report/protocol.md",
+            caption="../report/protocol.rst",
+            category="Provenance",
+        ),
+        csv=f"{R}/report/protocol.csv",
+    params:
+        config=spec_json(STUDY.config),
+    conda:
+        ENV
+    log:
+        f"{R}/logs/report/protocol.log",
+    shell:
+        "python -m mixgan protocol --config-json {params.config:q} --out-md {output.md:q} "
+        "--out-csv {output.csv:q} > {log} 2>&1"
