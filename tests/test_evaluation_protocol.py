@@ -69,15 +69,17 @@ def test_feature_caches_of_different_conventions_never_collide():
         for metric in ("fid", "sfid", "is"):
             name = evaluation.feature_set(metric, settings)
             assert name in evaluation.EXTRACTORS
-            names.setdefault(name, set()).add((metric if metric != "fid" else "pool", resize,
-                                               layer if metric == "sfid" else None))  # fmt: skip
-            kind, parsed_resize, parsed_layer = evaluation.parse_feature_set(name)
-            assert parsed_resize == resize and parsed_layer == (
-                layer if kind == "spatial" else None
-            )
+            head = evaluation.feature_head(metric, settings)
+            names.setdefault(name, set()).add((head, resize))
+            assert evaluation.parse_feature_set(name) == ((head,), resize)
     assert all(len(uses) == 1 for uses in names.values())  # one name, one convention
     assert len(names) == 3 * 2 + 3 + 3  # sFID per (resize, layer); pool and probs per resize
     assert evaluation.feature_set("precision", {"resize": "clean"}) == "vgg16"
+    # several heads of one pass: named in the heads' order, parsed back
+    name = evaluation.inception_set({"probs", "mixed_7", "pool"}, "tf_bilinear")
+    assert name == "inception_pool+mixed_7+probs-tf_bilinear" and name in evaluation.EXTRACTORS
+    assert evaluation.parse_feature_set(name) == (("pool", "mixed_7", "probs"), "tf_bilinear")
+    assert len(evaluation.EXTRACTORS) == 15 * 3 + 1  # non-empty head subsets x resizes, VGG
 
 
 def two_paper_config(minimal_config):
@@ -175,7 +177,7 @@ def features_pair(tmp_path, resize="tf_bilinear", count=40, layer=None):
     for name, features in sets.items():
         meta = {"source": name, "feature_network": network, "resize": resize}
         if layer:
-            meta["sfid_layer"] = layer
+            meta["heads"] = [[layer, 6]]
         save_features(tmp_path / f"{name}.npz", features.astype(np.float32),
                       [str(i) for i in range(len(features))], meta)  # fmt: skip
     return sets
@@ -204,8 +206,43 @@ def test_a_record_refuses_features_of_another_convention(tmp_path):
         compute_metric_record(fid_spec(), tmp_path / "s.npz", tmp_path / "r.npz")
     features_pair(tmp_path, resize="tf_bilinear", layer="mixed_6")
     spec = fid_spec("sfid", sfid_layer="mixed_7")
-    with pytest.raises(ValueError, match="sfid_layer 'mixed_6'"):
+    with pytest.raises(ValueError, match="holds the Inception heads mixed_6, not mixed_7"):
         compute_metric_record(spec, tmp_path / "s.npz", tmp_path / "r.npz")
+
+
+def test_records_read_their_own_head_of_a_cache_of_several(tmp_path):
+    """FID and sFID of one pass's cache (pool, then mixed_7) equal those of separate caches."""
+    rng = np.random.default_rng(1)
+    network = {"name": "test", "sha256": "cd" * 32, "stand_in": False}
+    parts = {}
+    for name, shift in (("s", 0.0), ("r", 0.5)):
+        pool, spatial = rng.normal(size=(30, 4)) + shift, rng.normal(size=(30, 6)) - shift
+        parts[name] = pool.astype(np.float32), spatial.astype(np.float32)
+        stand_in = {**network, "stand_in": True}  # a head of a stand-in: labelled alone
+        meta = {"source": name, "feature_network": stand_in, "resize": "tf_bilinear",
+                "heads": [["pool", 4], ["mixed_7", 6]],
+                "head_networks": {"pool": network, "mixed_7": stand_in}}  # fmt: skip
+        save_features(tmp_path / f"{name}.npz", np.concatenate(parts[name], axis=1),
+                      [str(i) for i in range(30)], meta)  # fmt: skip
+    for metric, column in (("fid", 0), ("sfid", 1)):
+        spec = fid_spec(metric, sfid_layer="mixed_7")
+        record = compute_metric_record(spec, tmp_path / "s.npz", tmp_path / "r.npz")
+        expected = fid_from_features(parts["s"][column][:25], parts["r"][column])
+        assert record["value"] == pytest.approx(expected, rel=1e-9)
+        assert ("stand-in features" in record["labels"]) == (metric == "sfid")
+
+
+def test_a_study_shares_one_inception_pass_among_a_sets_records(minimal_config):
+    study = Study(two_paper_config(minimal_config), check_paths=False)
+    run = RunKey("shapes", "n12", "sg2", "none", 0)
+    both = "inception_pool+mixed_7-pytorch_bilinear"  # MixDL's FID and sFID: one pass
+    assert study.feature_caches(run, "fid", "full", "-pytorch_bilinear-n30") == (both, both)
+    assert study.feature_caches(run, "sfid", "full", "-pytorch_bilinear-mixed_7-n30") == (
+        both, both,
+    )  # fmt: skip
+    assert study.feature_caches(run, "fid", "full", "-tf_bilinear-n40") == (
+        "inception-tf_bilinear", "inception-tf_bilinear",
+    )  # fmt: skip
 
 
 def test_lpips_runs_the_records_network_on_the_first_num_samples(tmp_path, monkeypatch):

@@ -163,7 +163,9 @@ def test_inception_features_resize_under_their_convention(inception_file, layers
     features = {}
     for name in RESIZES:
         extractor = InceptionFeatures(inception_file, "cpu", batch_size=3, resize=name)
-        assert extractor.settings == {"resize": name}
+        settings = extractor.settings
+        assert (settings["resize"], settings["heads"]) == (name, [["pool", 2048]])
+        assert settings["head_networks"] == {"pool": extractor.record}
         with torch.no_grad():
             expected = pool_features(layers, normalise(resize(batch, name)))
         features[name] = extractor.of_arrays(shapes)
@@ -208,5 +210,13 @@ def test_feature_files_record_their_convention(inception_file, shapes, tmp_path)
     assert main(argv) in (0, None)
     features, meta = load_features(out)
     assert features.shape == (3, 2023)
-    assert meta["resize"] == "pytorch_bilinear" and meta["sfid_layer"] == "mixed_7"
+    assert meta["resize"] == "pytorch_bilinear" and meta["heads"] == [["mixed_7", 2023]]
     assert meta["extractor"] == "inception_mixed_7-pytorch_bilinear"
+    # one pass, two heads: each the same as its own cache's
+    both = tmp_path / "both.npz"
+    argv[argv.index("--extractor") + 1] = "inception_pool+mixed_7-pytorch_bilinear"
+    argv[argv.index("--out") + 1] = str(both)
+    assert main(argv) in (0, None)
+    assert load_features(both)[0].shape == (3, 2048 + 2023)
+    np.testing.assert_allclose(load_features(both, "mixed_7")[0], features, rtol=0, atol=1e-5)
+    assert load_features(both, "pool")[0].shape == (3, 2048)

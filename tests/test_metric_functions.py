@@ -21,6 +21,7 @@ from mixgan.metrics.distances import distance_blocks
 from mixgan.metrics.inception_layers import (
     class_probabilities,
     has_logits,
+    head_features,
     normalise,
     pool_and_spatial_features,
     pool_features,
@@ -185,6 +186,29 @@ def test_pool_and_spatial_features_equal_clean_fid_and_the_mixed_6_block(network
         torch.testing.assert_close(spatial, hwc, rtol=0, atol=0)
         torch.testing.assert_close(spatial_features(layers, x), spatial, rtol=0, atol=0)
         assert spatial[0, 1] == block[0, 1, 0, 0] and spatial[0, 7] == block[0, 0, 0, 1]
+
+
+def test_one_pass_gives_each_head_as_its_own_function(network):
+    """Pool, both sFID layers and the class probabilities from one pass (a feature cache of
+    several heads) equal each head computed alone; a stand-in output layer replaces the
+    missing one."""
+    x = normalise(torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(2)) * 255)
+    stand_in = torch.nn.Linear(2048, 5)
+    with torch.no_grad():
+        pool = pool_features(network.layers, x)
+        alone = {
+            "pool": pool,
+            "mixed_6": spatial_features(network.layers, x, "mixed_6"),
+            "mixed_7": spatial_features(network.layers, x, "mixed_7"),
+            "probs": torch.softmax(stand_in(pool), dim=1),
+        }
+        heads = ("pool", "mixed_6", "mixed_7", "probs")
+        together = head_features(network, x, heads, probs_head=stand_in)
+        widths = [alone[h].shape[1] for h in heads]
+        for head, part in zip(heads, together.split(widths, dim=1), strict=True):
+            torch.testing.assert_close(part, alone[head], rtol=0, atol=1e-6)
+        only_spatial = head_features(network, x, ("mixed_7",))
+    torch.testing.assert_close(only_spatial, alone["mixed_7"], rtol=0, atol=0)
 
 
 def test_sifid_features_are_conv_4_positions_of_any_size(network):

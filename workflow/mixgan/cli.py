@@ -238,16 +238,16 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     _threads(args)
     names = [i["name"] for i in read_json(args.subset)["images"]] if args.subset else None
-    kind, resize, sfid_layer = parse_feature_set(args.extractor)
+    heads, resize = parse_feature_set(args.extractor)
     settings: dict[str, Any] = {}
-    if kind == "vgg16":
+    if heads == ("vgg16",):
         from mixgan.metrics.vgg import VGGFeatures
 
         extractor = VGGFeatures(args.weights, args.device, args.batch)
     else:
         extractor = InceptionFeatures(
-            args.weights, args.device, args.batch, kind, args.allow_stand_in,
-            resize=resize, sfid_layer=sfid_layer or "mixed_6",
+            args.weights, args.device, args.batch, allow_stand_in=args.allow_stand_in,
+            resize=resize, heads=heads,
         )  # fmt: skip
         settings = extractor.settings
     started = time.perf_counter()

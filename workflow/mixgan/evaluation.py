@@ -11,9 +11,10 @@ protocol settings the metric depends on (``-tf_bilinear-n50000`` for FID, ``-vgg
 LPIPS), so one run scored by two papers' conventions has two records at two paths
 (``metrics/fid-full-tf_bilinear-n50000.json`` and ``metrics/fid-full-pytorch_bilinear-
 n5000.json``). Feature caches are named
-by network, layer and resize convention (``inception-tf_bilinear``, ``inception_mixed_7-
-pytorch_bilinear``), so caches of different conventions never collide; every sample set's
-features cover all its images and a record takes the first ``num_samples`` of them.
+by network, heads and resize convention (``inception-tf_bilinear``: pool features;
+``inception_pool+mixed_7-pytorch_bilinear``: pool and MixDL's sFID channels from one pass), so
+caches of different conventions never collide; every sample set's features cover all its
+images and a record takes the first ``num_samples`` of them.
 
 Import-light (no torch, no numpy): the Snakefile reads it while building the DAG.
 """
@@ -64,11 +65,29 @@ METRIC_SETTINGS: dict[str, tuple[str, ...]] = {
 TRAINING_FEATURES = "inception-clean"
 
 
+#: the outputs of one Inception pass a feature cache may hold, in their order in the file:
+#: pool features (FID, KID, memorisation), the sFID channels of each layer, class probabilities
+INCEPTION_HEADS = ("pool", *SFID_LAYERS, "probs")
+
+
+def inception_set(heads: tuple[str, ...] | set[str], resize: str) -> str:
+    """The cache name of the Inception ``heads`` computed in one pass under ``resize``:
+    ``inception-<resize>`` (pool only), ``inception_<head>-<resize>`` (one other head),
+    ``inception_pool+mixed_7-<resize>`` (several, in :data:`INCEPTION_HEADS` order)."""
+    ordered = [head for head in INCEPTION_HEADS if head in heads]
+    if not ordered or len(ordered) != len(set(heads)):
+        raise ValueError(f"Inception heads must be a non-empty subset of {INCEPTION_HEADS}")
+    if ordered == ["pool"]:
+        return f"inception-{resize}"
+    return f"inception_{'+'.join(ordered)}-{resize}"
+
+
 def _feature_names() -> dict[str, str]:
-    names = {f"{family}-{resize}": "inception" for family in ("inception", "inception_probs")
-             for resize in RESIZES}  # fmt: skip
-    names |= {f"inception_{layer}-{resize}": "inception" for layer in SFID_LAYERS
-              for resize in RESIZES}  # fmt: skip
+    subsets = [
+        {head for bit, head in enumerate(INCEPTION_HEADS) if mask >> bit & 1}
+        for mask in range(1, 2 ** len(INCEPTION_HEADS))
+    ]
+    names = {inception_set(heads, resize): "inception" for heads in subsets for resize in RESIZES}
     return {**names, "vgg16": "vgg16"}
 
 
@@ -133,26 +152,33 @@ def network(metric: str, settings: dict[str, Any]) -> str | None:
     return metric_network(metric)
 
 
-def feature_set(metric: str, settings: dict[str, Any]) -> str | None:
-    """The feature cache a metric reads under ``settings`` (``None``: it reads none)."""
+def feature_head(metric: str, settings: dict[str, Any]) -> str | None:
+    """The Inception head a metric reads under ``settings`` (``None``: no Inception feature;
+    VGG-16's caches hold one output)."""
     family = FEATURE_METRICS.get(metric)
     if family is None or family == "vgg16":
-        return family
+        return None
     if family == "inception_spatial":
-        return f"inception_{settings['sfid_layer']}-{settings['resize']}"
-    return f"{family}-{settings['resize']}"
+        return settings["sfid_layer"]
+    return "probs" if family == "inception_probs" else "pool"
 
 
-def parse_feature_set(name: str) -> tuple[str, str | None, str | None]:
-    """(kind, resize, sFID layer) of a feature-cache name: kind is ``pool``, ``spatial``,
-    ``probs`` (Inception) or ``vgg16``."""
+def feature_set(metric: str, settings: dict[str, Any]) -> str | None:
+    """The cache holding only the features a metric reads under ``settings`` (``None``: it
+    reads none); a study shares one pass among a sample set's metrics (``Study.feature_cache``)."""
+    head = feature_head(metric, settings)
+    if head is None:
+        return FEATURE_METRICS.get(metric)
+    return inception_set({head}, settings["resize"])
+
+
+def parse_feature_set(name: str) -> tuple[tuple[str, ...], str | None]:
+    """(heads, resize) of a feature-cache name; ``(("vgg16",), None)`` for VGG-16's."""
     if name not in EXTRACTORS:
         raise ValueError(f"unknown feature set {name!r} (known: {', '.join(EXTRACTORS)})")
     if name == "vgg16":
-        return "vgg16", None, None
+        return ("vgg16",), None
     family, resize = name.split("-")
     if family == "inception":
-        return "pool", resize, None
-    if family == "inception_probs":
-        return "probs", resize, None
-    return "spatial", resize, family.removeprefix("inception_")
+        return ("pool",), resize
+    return tuple(family.removeprefix("inception_").split("+")), resize

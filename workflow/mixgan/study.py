@@ -294,6 +294,42 @@ class Study:
         }
         return sorted(records)
 
+    @cached_property
+    def _inception_heads(self) -> dict[tuple[Any, ...], set[str]]:
+        """The Inception heads each feature cache must hold, for every record that reads one:
+        keyed ``(run, resize)`` for a run's samples, ``(dataset, set name, resize)`` for a
+        reference set (``full`` or a subset)."""
+        needs: dict[tuple[Any, ...], set[str]] = {}
+        for run, metric, reference, variant in self.metric_records():
+            settings = self.record_evaluation(variant)
+            head = evaluation.feature_head(metric, settings)
+            if head is None:
+                continue
+            needs.setdefault((run, settings["resize"]), set()).add(head)
+            if reference != "none":
+                name = "full" if reference == "full" else run.subset
+                needs.setdefault((run.dataset, name, settings["resize"]), set()).add(head)
+        return needs
+
+    def feature_caches(
+        self, run: RunKey, metric: str, reference: str, variant: str
+    ) -> tuple[str | None, str | None]:
+        """The feature caches a record reads: of the run's samples and of its reference set
+        (``None`` where it reads none). A sample or reference set has one Inception cache per
+        resize convention, holding every head the study's records of it read, so one pass
+        through the network serves them all (``mixgan.evaluation.inception_set``)."""
+        settings = self.record_evaluation(variant)
+        if evaluation.feature_head(metric, settings) is None:
+            name = evaluation.feature_set(metric, settings)
+            return name, name if name and reference != "none" else None
+        resize = settings["resize"]
+        samples = evaluation.inception_set(self._inception_heads[(run, resize)], resize)
+        if reference == "none":
+            return samples, None
+        set_name = "full" if reference == "full" else run.subset
+        heads = self._inception_heads[(run.dataset, set_name, resize)]
+        return samples, evaluation.inception_set(heads, resize)
+
     def layout_evaluation(self, layout_id: str) -> dict[str, Any]:
         """The evaluation settings of a table or figure (study, paper, its own block)."""
         return evaluation.resolve(self.config["evaluation"], self.layouts[layout_id].config)

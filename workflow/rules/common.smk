@@ -2,6 +2,7 @@
 # and the input functions of the rules.
 import glob
 import json
+import re
 import os
 import shlex
 import sys
@@ -19,7 +20,6 @@ from mixgan.evaluation import (  # noqa: E402
     EXTRACTORS,
     TRAINING_FEATURES,
     VARIANT_PATTERN,
-    feature_set,
     network as record_network,
 )
 from mixgan.registry import (  # noqa: E402
@@ -73,7 +73,7 @@ wildcard_constraints:
     metric=r"[a-z0-9_]+",
     reference=r"full|subset|none",
     variant=VARIANT_PATTERN,
-    extractor="|".join(EXTRACTORS),
+    extractor="|".join(map(re.escape, EXTRACTORS)),
     network=r"vgg16|alexnet",
     layout=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
@@ -307,11 +307,11 @@ def metric_inputs(wildcards):
             "network": run_path(run, "network.pt"),
             "weights": network_weights(GENERATOR_METRICS[metric]),
         }
-    extractor = feature_set(metric, STUDY.record_evaluation(wildcards.variant))
-    inputs = {"samples": run_path(run, f"features/{extractor}.npz")}
-    if wildcards.reference != "none":
+    samples, reference = STUDY.feature_caches(run, metric, wildcards.reference, wildcards.variant)
+    inputs = {"samples": run_path(run, f"features/{samples}.npz")}
+    if reference is not None:
         name = reference_name(run, wildcards.reference)
-        inputs["reference"] = reference_features(run.dataset, name, extractor)
+        inputs["reference"] = reference_features(run.dataset, name, reference)
     return inputs
 
 

@@ -1,5 +1,6 @@
-# Metrics read samples, never retrain: each feature set of a run's samples (Inception pool,
-# spatial, class probabilities under a resize convention; VGG-16) is computed once; each
+# Metrics read samples, never retrain: a run's samples go through Inception once per resize
+# convention, the pass writing every output its records read (pool, sFID channels, class
+# probabilities: Study.feature_caches), and through VGG-16 once; each
 # (metric, reference, protocol variant) record is a small JSON computed from cached features
 # (the variant, e.g. "-tf_bilinear-n50000", names the resize convention, sFID layer, LPIPS
 # network and sample count: mixgan.evaluation). LPIPS reads the samples, PPL the generator, cost metrics (GPU-

@@ -201,10 +201,13 @@ def compute_metric_record(
     if name not in METRICS:
         implemented = ", ".join(sorted(registry.METRICS))
         raise ValueError(f"metric '{name}' is not implemented (implemented: {implemented})")
-    samples, samples_meta = load_features(samples_path)
-    reference, reference_meta = load_features(reference_path) if reference_path else (None, {})
-    network = samples_meta["feature_network"]
-    if reference_meta and reference_meta["feature_network"]["sha256"] != network["sha256"]:
+    head = evaluation.feature_head(name, spec["evaluation"])
+    samples, samples_meta = load_features(samples_path, head)
+    reference, reference_meta = (
+        load_features(reference_path, head) if reference_path else (None, {})
+    )
+    network = head_network(samples_meta, head)
+    if reference_meta and head_network(reference_meta, head)["sha256"] != network["sha256"]:
         raise ValueError(
             f"{samples_path} and {reference_path} were computed with different networks"
         )
@@ -223,16 +226,22 @@ def compute_metric_record(
     )
 
 
+def head_network(meta: dict[str, Any], head: str | None) -> dict[str, Any]:
+    """The network record of a cache's ``head`` (a cache of several heads records each: a
+    stand-in output layer makes only the class probabilities stand-ins)."""
+    return meta.get("head_networks", {}).get(head, meta["feature_network"])
+
+
 def check_convention(spec: dict[str, Any], meta: dict[str, Any], path: str | Path) -> None:
-    """Refuse features computed under another resize convention or sFID layer than the
-    record's settings name."""
+    """Refuse features computed under another resize convention than the record's settings
+    name (a missing head, e.g. another sFID layer, is refused as the features load)."""
     settings = spec["evaluation"]
-    for key in ("resize", "sfid_layer"):
-        if key in evaluation.METRIC_SETTINGS[spec["metric"]] and meta.get(key) != settings[key]:
-            raise ValueError(
-                f"{path} holds features computed with {key} {meta.get(key)!r}, but this "
-                f"{spec['metric']} record needs evaluation.{key} {settings[key]!r}"
-            )
+    needed = "resize" in evaluation.METRIC_SETTINGS[spec["metric"]]
+    if needed and meta.get("resize") != settings["resize"]:
+        raise ValueError(
+            f"{path} holds features computed with resize {meta.get('resize')!r}, but this "
+            f"{spec['metric']} record needs evaluation.resize {settings['resize']!r}"
+        )
 
 
 def first_samples(items: Any, count: int, source: str | Path) -> Any:

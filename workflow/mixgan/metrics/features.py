@@ -23,6 +23,17 @@ def save_features(
         np.savez(handle, features=features, names=np.array(names), meta=json.dumps(meta))
 
 
-def load_features(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+def load_features(path: str | Path, head: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The cached features and their meta block; with ``head``, only that head's columns of a
+    cache holding several (``meta["heads"]``: name and width, in column order)."""
     with np.load(path, allow_pickle=False) as data:
-        return data["features"], json.loads(str(data["meta"]))
+        features, meta = data["features"], json.loads(str(data["meta"]))
+    if head is None or "heads" not in meta:
+        return features, meta
+    start = 0
+    for name, width in meta["heads"]:
+        if name == head:
+            return features[:, start : start + width], meta
+        start += width
+    held = ", ".join(name for name, _ in meta["heads"])
+    raise ValueError(f"{path} holds the Inception heads {held}, not {head}")

@@ -5,13 +5,14 @@ clean-fid's PIL bicubic, the default; ``tf_bilinear``: NVIDIA's / StyleGAN2-ADA'
 ``pytorch_bilinear``: pytorch-fid's) and fed to clean-fid's ``InceptionV3W`` wrapper of the
 provisioned TorchScript network. Under ``clean`` the zip loader resizes (on CPU workers, as
 clean-fid); under the others the loader passes the images at their size and the batch is
-resized on the network's device. Three kinds of features (``mixgan.metrics.inception_layers``):
-``pool`` (2048-d, FID/KID/memorisation), ``spatial`` (sFID: 7 channels of ``mixed_6/conv`` or
-``mixed_7/conv``, 2023-d) and ``probs`` (class probabilities for the IS; only NVIDIA's file has
-the output layer: without it, and only where stand-ins are allowed, a seeded untrained output
-layer on the real pool features, recorded as a stand-in). Features are cached by
-``mixgan.metrics.features`` (float32, with the image names, the weights record and the
-convention: :attr:`InceptionFeatures.settings`).
+resized on the network's device. Its outputs (*heads*, ``mixgan.metrics.inception_layers``):
+``pool`` (2048-d, FID/KID/memorisation), the sFID channels ``mixed_6`` or ``mixed_7`` (7 channels
+of ``<layer>/conv``, 2023-d) and ``probs`` (class probabilities for the IS; only NVIDIA's file
+has the output layer: without it, and only where stand-ins are allowed, a seeded untrained
+output layer on the real pool features, recorded as a stand-in). Several heads come from one
+pass through the network, concatenated. Features are cached by ``mixgan.metrics.features``
+(float32, with the image names, the weights record, the convention and the heads:
+:attr:`InceptionFeatures.settings`).
 """
 
 from __future__ import annotations
@@ -20,24 +21,27 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from mixgan.data.imagezip import image_names
-from mixgan.evaluation import RESIZES, SFID_LAYERS
+from mixgan.evaluation import INCEPTION_HEADS, RESIZES, SFID_LAYERS
 from mixgan.metrics.inception_layers import (
+    SFID_CHANNELS,
     class_probabilities,
     has_logits,
+    head_features,
     normalise,
-    pool_features,
-    spatial_features,
 )
 from mixgan.metrics.resize import resize as resize_images
 from mixgan.metrics.weights import INCEPTION_FILE, check_inception_name, verified_record
 
 KINDS = ("pool", "spatial", "probs")
 STAND_IN_CLASSES = 1008
+#: the width of each head's features (sFID: 7 channels x 17 x 17 at 299²)
+HEAD_DIMS = {"pool": 2048, **dict.fromkeys(SFID_LAYERS, SFID_CHANNELS * 17 * 17), "probs": 1008}
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -60,6 +64,7 @@ class InceptionFeatures:
         seed: int = 0,
         resize: str = "clean",
         sfid_layer: str = "mixed_6",
+        heads: tuple[str, ...] | None = None,
     ):
         from cleanfid.inception_torchscript import InceptionV3W
         from cleanfid.resize import build_resizer
@@ -73,9 +78,14 @@ class InceptionFeatures:
         self.convention = resize
         self.sfid_layer = sfid_layer
         self.record = verified_record(weights_path)
+        self.network_record = self.record  # the real network's, whatever a head adds
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.kind = kind
+        #: the outputs each call returns, concatenated (``mixgan.evaluation.INCEPTION_HEADS``)
+        self.heads = heads or ({"pool": "pool", "spatial": sfid_layer, "probs": "probs"}[kind],)
+        if not set(self.heads) <= set(INCEPTION_HEADS):
+            raise ValueError(f"heads must be among {INCEPTION_HEADS}, got {self.heads}")
         check_inception_name(weights_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -87,7 +97,7 @@ class InceptionFeatures:
         self.loader_mode = "clean" if resize == "clean" else "legacy_tensorflow"
         self.resize_image = build_resizer(self.loader_mode)
         self.stand_in_head = None
-        if kind == "probs" and not has_logits(self.model.base):
+        if "probs" in self.heads and not has_logits(self.model.base):
             if not allow_stand_in:
                 class_probabilities(self.model.base, torch.zeros(0))  # raises, naming the file
             with torch.random.fork_rng(devices=[]):
@@ -105,10 +115,18 @@ class InceptionFeatures:
             }
 
     @property
-    def settings(self) -> dict[str, str]:
-        """The convention these features were computed under (stored in feature files)."""
-        spatial = {"sfid_layer": self.sfid_layer} if self.kind == "spatial" else {}
-        return {"resize": self.convention, **spatial}
+    def settings(self) -> dict[str, Any]:
+        """The convention these features were computed under, the heads they hold with each
+        head's width, and each head's network record (only the probabilities of a stand-in
+        output layer are stand-ins; stored in feature files)."""
+        return {
+            "resize": self.convention,
+            "heads": [[head, HEAD_DIMS[head]] for head in self.heads],
+            "head_networks": {
+                head: self.record if head == "probs" else self.network_record
+                for head in self.heads
+            },
+        }
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -120,14 +138,9 @@ class InceptionFeatures:
             batch = resize_images(batch, self.convention)
         # channels_last is about 1.5x faster on CPU and changes features by < 1e-5.
         batch = batch.contiguous(memory_format=torch.channels_last)
-        if self.kind == "pool":
+        if self.heads == ("pool",):
             return self.model(batch)
-        if self.kind == "spatial":
-            return spatial_features(self.model.layers, normalise(batch), self.sfid_layer)
-        if self.stand_in_head is not None:
-            pool = pool_features(self.model.layers, normalise(batch))
-            return torch.softmax(self.stand_in_head(pool), dim=1)
-        return class_probabilities(self.model.base, normalise(batch))
+        return head_features(self.model.base, normalise(batch), self.heads, self.stand_in_head)
 
     def of_zip(
         self, zip_path: str | Path, names: Sequence[str] | None = None

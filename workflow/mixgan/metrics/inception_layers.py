@@ -99,6 +99,35 @@ def pool_and_spatial_features(
     return pool, _spatial(layers, before, layer)
 
 
+def head_features(
+    network: nn.Module, x: Tensor, heads: tuple[str, ...], probs_head: nn.Module | None = None
+) -> Tensor:
+    """The ``heads`` (``pool``, ``mixed_6``/``mixed_7`` sFID channels, ``probs``) of normalised
+    299² images from one pass through ``network`` (``InceptionV3W.base``), concatenated in the
+    order given: each equals its own function's output (:func:`pool_features`,
+    :func:`spatial_features`, :func:`class_probabilities`). ``probs_head`` replaces the output
+    layer (a stand-in for a file without one)."""
+    layers, outputs, x_at = network.layers, {}, x
+    stops = [name for name in SFID_LAYERS if name in heads]
+    done = "conv"
+    for layer in stops:  # run up to each sFID block, take its 1x1 branch's channels
+        x_at = _run(layers, x_at, done, _previous(layer))
+        outputs[layer] = _spatial(layers, x_at, layer)
+        done = layer
+    if "pool" in heads or "probs" in heads:
+        pool = _run(layers, x_at, done, "pool2").reshape(len(x), 2048)
+        outputs["pool"] = pool
+        if "probs" in heads:
+            if probs_head is not None:
+                logits = probs_head(pool)
+            elif has_logits(network):
+                logits = nn.functional.linear(pool.float(), network.output.weight)
+            else:
+                class_probabilities(network, x[:0])  # raises, naming the file
+            outputs["probs"] = torch.softmax(logits, dim=1)
+    return torch.cat([outputs[head] for head in heads], dim=1)
+
+
 def sifid_features(layers: nn.Module, x: Tensor) -> Tensor:
     """N x positions x 192 ``conv_4`` features of normalised images of any common size.
 
