@@ -123,8 +123,7 @@ class InceptionFeatures:
             "resize": self.convention,
             "heads": [[head, HEAD_DIMS[head]] for head in self.heads],
             "head_networks": {
-                head: self.record if head == "probs" else self.network_record
-                for head in self.heads
+                head: self.record if head == "probs" else self.network_record for head in self.heads
             },
         }
 
