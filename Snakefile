@@ -24,6 +24,8 @@ include: "workflow/rules/scorenet.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/oneshot_common.smk"
+include: "workflow/rules/oneshot.smk"
 
 
 rule all:

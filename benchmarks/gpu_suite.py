@@ -29,6 +29,10 @@ Sections (``all`` runs them in this order, each in its own process with a time l
 * ``biggan``: sec/kimg and GPU memory of BigGAN + DiffAug's training step at 128², batch 512
   (ScoreMix Table 4), on synthetic images with random labels of 1,000 classes, per precision
   and memory format; a variant that does not fit says "out of memory".
+* ``multigpu``: sec/kimg and peak memory per GPU of the StyleGAN2 step at 256², batch 64
+  (split across the processes), per precision (fp32, tf32, bf16, fp16), at 1 and at all
+  visible GPUs: each a ``torchrun`` of ``multi_gpu.py`` through the workflow's multi-process
+  trainer (``--smoke``: 1 and 2 CPU processes with gloo).
 
 Each section merges its numbers into the ``--out`` JSON as it finishes, so a run cut off at its
 time limit keeps what it measured. ``--smoke`` runs every section at toy sizes on the CPU to
@@ -77,7 +81,7 @@ from mixgan.train.scorenet import dsm_step  # noqa: E402
 LOG = logging.getLogger("gpu_suite")
 SECTIONS = (
     "env", "consistency", "scoremix", "scorenet", "inception", "kernels", "stylegan2", "fastgan",
-    "biggan",
+    "biggan", "multigpu",
 )  # fmt: skip
 TIME_LIMITS = {
     "env": 30,
@@ -89,6 +93,7 @@ TIME_LIMITS = {
     "stylegan2": 400,
     "fastgan": 150,
     "biggan": 240,
+    "multigpu": 480,
 }
 PRECISIONS = ("fp32", "default", "tf32", "bf16")
 
@@ -981,6 +986,29 @@ def section_kernels(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def section_multigpu(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The StyleGAN2 step per precision at 1 and at all visible GPUs (``multi_gpu.py`` under
+    torchrun); ``<precision>_x<processes>`` per measurement."""
+    smoke = ctx["smoke"]
+    counts = sorted({1, 2 if smoke else torch.cuda.device_count()})
+    out: dict[str, Any] = {"visible_gpus": torch.cuda.device_count()}
+    for processes in counts:
+        for name in ("fp32",) if smoke else ("fp32", "tf32", "bf16", "fp16"):
+            with tempfile.TemporaryDirectory() as tmp:
+                part = Path(tmp) / "part.json"
+                command = [
+                    sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={processes}", str(REPO / "benchmarks" / "multi_gpu.py"),
+                    "--precision", name, "--out", str(part), "--steps", str(ctx["steps"]),
+                ] + (["--smoke"] if smoke else [])  # fmt: skip
+                done = subprocess.run(command, check=False)
+                out[f"{name}_x{processes}"] = (
+                    json.loads(part.read_text()) if part.is_file() else {"error": done.returncode}
+                )
+            ctx["save"](out)
+    return out
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "env": section_env,
     "consistency": section_consistency,
@@ -991,6 +1019,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "stylegan2": section_stylegan2,
     "fastgan": section_fastgan,
     "biggan": section_biggan,
+    "multigpu": section_multigpu,
 }
 
 

@@ -17,6 +17,7 @@ from mixgan.nets.biggan import ConditionalBatchNorm
 from mixgan.nets.biggan import Generator as BigGANGenerator
 from mixgan.study import RunKey, Study
 from mixgan.train import biggan, fastgan, gan
+from mixgan.train.distributed import SharedRandom
 from mixgan.train.fastgan import FastGANTrainer
 from mixgan.train.gan import GANTrainer
 
@@ -153,6 +154,7 @@ def pl_stand(p: torch.Tensor, offsets: torch.Tensor, m: torch.Tensor, drawn: lis
         G=SimpleNamespace(synthesis=synthesis),
         pl_mean=torch.tensor(0.5, dtype=torch.float64),
         opt_g=torch.optim.SGD([p], lr=1e-3),
+        batch_rng=SharedRandom(7, torch.device("cpu")),  # y's stream
     )
 
 
@@ -165,10 +167,9 @@ def test_path_length_step_penalises_the_deviation_from_the_updated_mean_scaled_b
     drawn: list[int] = []
     players = pl_stand(p, offsets, m, drawn)
     start = p.detach().clone()
-    torch.manual_seed(7)
-    # y ~ N(0, I) / sqrt(H W), H W = 2 x 3, drawn for the float32 images
-    noise = torch.randn(count, 1, 2, 3).double().view(count, 6) / math.sqrt(6)
-    torch.manual_seed(7)
+    # y ~ N(0, I) / sqrt(H W), H W = 2 x 3, drawn for the float32 images from the batch stream
+    noise = torch.randn(count, 1, 2, 3, generator=torch.Generator().manual_seed(7))
+    noise = noise.double().view(count, 6) / math.sqrt(6)
     penalty = GANTrainer.pl_step(players, 8)
     assert drawn == [4]  # batch / pl_batch_shrink
 

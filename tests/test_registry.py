@@ -10,7 +10,7 @@ import yaml
 
 from mixgan import metrics, registry, sample
 from mixgan.config import ARCH_TRAIN_DEFAULTS, ARCH_UNUSED_TRAIN
-from mixgan.report import figures, tables
+from mixgan.report import figures, oneshot, tables
 from mixgan.train import parts
 from mixgan.train.gan import GANTrainer
 
@@ -24,6 +24,7 @@ def test_registry_matches_the_code_registries():
         set(metrics.RUN_METRICS),
         set(registry.IMAGE_METRICS),
         set(registry.GENERATOR_METRICS),
+        set(registry.TASK_METRICS),
     ]
     assert set().union(*families) == registry.METRICS
     assert sum(map(len, families)) == len(registry.METRICS)  # each metric in one family
@@ -33,9 +34,17 @@ def test_registry_matches_the_code_registries():
         registry.TORCHVISION_NETWORKS
     )
     assert set(figures.DRAWERS) == registry.FIGURE_KINDS
-    assert {"pivot"} == registry.TABLE_KINDS and callable(tables.write_table)
-    # Every GAN arch with a trainer has a generator class that network.pt files load into.
-    assert set(registry.TRAINERS) == {"score_sampler", *sample.GENERATORS}
+    assert {"pivot", "winrate"} == registry.TABLE_KINDS and callable(tables.write_table)
+    assert callable(oneshot.write_table7)  # the winrate kind (ScoreMix Table 7)
+    # Every GAN arch with a trainer has a generator class that network.pt files load into,
+    # unless a command of its own trains it (one-shot SinCUT).
+    assert set(registry.TRAINERS) == {
+        "score_sampler",
+        *sample.GENERATORS,
+        *registry.DEDICATED_TRAINERS,
+    }
+    assert set(registry.ARCH_PARTS) <= set(registry.DEDICATED_TRAINERS)
+    assert set().union(*registry.ARCH_PARTS.values()) <= registry.PARTS
     # ... and a trainer class the loop finds, importable and a GANTrainer.
     assert set(registry.TRAINER_CLASSES) == set(sample.GENERATORS)
     for target in registry.TRAINER_CLASSES.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -371,6 +372,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mixgan.train.loop import train_gan
     from mixgan.train.paths import Interrupted, TrainingError, TrainPaths
 
+    if args.threads:  # under torchrun the job's threads are shared by its processes
+        args.threads = max(args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
     _threads(args)
     paths = TrainPaths(
         data_zip=args.data,
@@ -396,7 +399,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as error:
         log.error("%s", error)
         return 3
-    write_json(args.run_json, {"spec": args.spec, "summary": summary, "provenance": provenance()})
+    if summary:  # rank 0 of a multi-process run, or the only process
+        record = {"spec": args.spec, "summary": summary, "provenance": provenance()}
+        write_json(args.run_json, record)
     return 0
 
 
@@ -591,6 +596,8 @@ def cmd_vote_simulate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import mixgan.cli_oneshot  # noqa: F401 - registers the one-shot translation commands
+
     parser = argparse.ArgumentParser(prog="mixgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for function in COMMANDS.values():

@@ -58,6 +58,7 @@ METRIC_SETTINGS: dict[str, tuple[str, ...]] = {
     "gpu_hours_scoremix": (),
     "wallclock_hours": (),
     "wallclock_hours_scoremix": (),
+    "sifid": (),  # per one-shot task, at the images' own size (mixgan oneshot-sifid)
 }
 
 #: the features the training loop's periodic FID and diversity probe compare with

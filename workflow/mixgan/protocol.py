@@ -102,6 +102,19 @@ CODE_FACTS: dict[str, dict[str, Any]] = {
         "distancegan.g_step_style_mixing": False,
         "distancegan.latent_statistics": "N(0, I)",
     },
+    # SinCUT's official run and Table 7's SIFID (mixgan.train.sincut, mixgan.train.oneshot)
+    "sincut": {
+        "sincut.iterations": 100_000,
+        "sincut.losses": (
+            "GAN (non-saturating) + PatchNCE(layers 0,2,4; lambda 4; tau 0.07) + identity NCE"
+            " + identity L1 (1) + R1 (1)"
+        ),
+        "sincut.networks": (
+            "stylegan2 G (ngf 10, one downsampling) and D (ndf 8), netF mlp_sample 256"
+        ),
+        "sincut.optimiser": "Adam lr 0.002, betas (0, 0.99)",
+        "sincut.sifid_reference": "target image",
+    },
     # FastGAN's samples (mixgan.sample.generate_images)
     "fastgan": {
         "fastgan.sample_mode": "train",

@@ -17,7 +17,14 @@ TRAINERS: dict[str, frozenset[str]] = {
     "score_sampler": frozenset({"unconditional", "few_shot"}),
     "fastgan": frozenset({"unconditional", "few_shot"}),
     "biggan": frozenset({"class_conditional"}),
+    "sincut": frozenset({"one_shot_image_to_image"}),
 }
+
+#: archs trained by a command of their own instead of the GAN loop: arch -> the command.
+DEDICATED_TRAINERS: dict[str, str] = {"sincut": "mixgan oneshot-train (workflow/rules/oneshot.smk)"}
+
+#: the only part kinds an arch with a dedicated trainer runs: arch -> kinds.
+ARCH_PARTS: dict[str, frozenset[str]] = {"sincut": frozenset({"scoremix"})}
 
 #: backbone ``arch`` -> the trainer class the GAN loop (``mixgan.train.loop``) runs, as
 #: ``module:Class`` (imported only by the loop, when a run of that arch trains).
@@ -46,9 +53,12 @@ METRICS: frozenset[str] = frozenset(
         "fid", "kid", "is", "sfid", "precision", "recall", "memorization_distance",
         "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
         "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix", "wallclock_hours",
-        "wallclock_hours_scoremix",
+        "wallclock_hours_scoremix", "sifid",
     }
 )  # fmt: skip
+
+#: metrics of one-shot tasks, one record per task (``mixgan oneshot-sifid``).
+TASK_METRICS: frozenset[str] = frozenset({"sifid"})
 
 #: the family of cached features a metric reads (of the run's samples and of its reference
 #: set): Inception pool (2048-d), Inception spatial (sFID, 7 channels of mixed_6/conv or
@@ -116,9 +126,10 @@ LABEL_MEANINGS: dict[str, str] = {
 }
 
 #: dataset formats ``mixgan.data.prepare`` reads.
-DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural"})
+DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural", "pairs"})
 
-TABLE_KINDS: frozenset[str] = frozenset({"pivot"})
+#: ``winrate``: ScoreMix Table 7 (``mixgan.report.oneshot``, its own rule)
+TABLE_KINDS: frozenset[str] = frozenset({"pivot", "winrate"})
 FIGURE_KINDS: frozenset[str] = frozenset(
     {"training_curve", "diversity_curve", "sample_grid", "augmentation_grid", "size_curve"}
 )
@@ -137,7 +148,8 @@ def part_pending(part: dict[str, Any], arch: str | None = None) -> str | None:
     """Why a configured part cannot run yet (in a run of backbone ``arch``), or ``None``."""
     if part["kind"] not in PARTS:
         return f"part kind '{part['kind']}' is not implemented yet"
-    if part["kind"] in ARCH_MISSING_PARTS.get(arch or "", ()):
+    missing = part["kind"] in ARCH_MISSING_PARTS.get(arch or "", ())
+    if missing or part["kind"] not in ARCH_PARTS.get(arch or "", PARTS):
         return f"part kind '{part['kind']}' is not implemented for arch '{arch}' yet"
     return None
 

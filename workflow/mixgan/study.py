@@ -24,6 +24,7 @@ from mixgan.config import (
     probes_diversity,
     validate_config,
 )
+from mixgan.data.pairs import pair_problems
 from mixgan.errors import ConfigError
 
 
@@ -249,11 +250,14 @@ class Study:
         runnable = self.runnable_runs()
         for name in sorted({run.dataset for run in runnable}):
             dataset = self.dataset(name)
-            if dataset.get("format") == "procedural" or dataset.get("url"):
+            if "procedural" in dataset or dataset.get("url"):  # the workflow makes it
                 continue
             path = Path(dataset["path"])
-            if not (path if path.is_absolute() else base_dir / path).exists():
+            found = path if path.is_absolute() else base_dir / path
+            if not found.exists():
                 problems.append(f"datasets.{name}.path: {path} does not exist")
+            elif dataset.get("format") == "pairs":  # unmatched files, named before anything runs
+                problems += pair_problems(name, {**dataset, "path": str(found)})
         weights = self.config["weights"]
         needed = {
             part["source_model"]

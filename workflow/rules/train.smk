@@ -1,6 +1,12 @@
 # GAN runs: one job per (dataset, subset, backbone, method, seed), then its samples.
 # Checkpoints live in <run>/train/ (not a declared output), so a killed, timed-out or
 # pre-empted job resumes where it stopped when Snakemake (or SLURM) starts it again.
+# resources.train.gpu: N > 1 (or processes: N without GPUs) runs it under torchrun with N
+# processes in the job's one task (mixgan.train.launch, mixgan.train.distributed).
+
+from mixgan.train.launch import launcher, train_processes  # noqa: E402
+
+TRAIN_PROCESSES = train_processes(res("train", "gpu"), res("train", "processes"))
 
 
 rule train_gan:
@@ -14,6 +20,7 @@ rule train_gan:
         spec=lambda wc: spec_json(STUDY.run_spec(run_key(wc))),
         run_dir=RUN,
         optional=optional_train_args,
+        launch=launcher(TRAIN_PROCESSES),
     threads: res("train", "cpus")
     resources:
         gpu=res("train", "gpu"),
@@ -26,7 +33,7 @@ rule train_gan:
     benchmark:
         f"{R}/benchmarks/train/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "python -m mixgan train --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
+        "{params.launch} -m mixgan train --spec {params.spec:q} --data {input.data:q} --subset {input.subset:q} "
         "--reference {input.reference:q} --inception {input.inception:q} {params.optional} "
         "--run-dir {params.run_dir:q} --network {output.network:q} --curve {output.curve:q} "
         "--run-json {output.run_json:q} --threads {threads} >> {log} 2>&1"

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from mixgan import registry
 from mixgan.data import procedural
 from mixgan.data.imagezip import encode_png
+from mixgan.data.pairs import prepare_pairs
 from mixgan.data.sources import SourceImage, list_source_images
 from mixgan.errors import DataError
 from mixgan.io import atomic_path, sha256_bytes, write_json
@@ -62,7 +63,10 @@ def load_rgb(
 
 
 def prepare_dataset(name: str, dataset: dict[str, Any], out_zip: Path, out_manifest: Path) -> dict:
-    """Write the prepared zip and manifest of one configured dataset; return the manifest."""
+    """Write the prepared zip and manifest of one configured dataset; return the manifest
+    (a ``pairs`` dataset: its one-shot tasks, ``mixgan.data.pairs``)."""
+    if dataset.get("format") == "pairs":
+        return prepare_pairs(name, dataset, out_zip, out_manifest)
     resolution = dataset["resolution"]
     if dataset.get("format") == "procedural":
         settings = dataset["procedural"]

@@ -16,6 +16,7 @@ from mixgan.augment.scoremix import ScoreMixer
 from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.io import read_json
 from mixgan.scores import sample_lambdas
+from mixgan.train import distributed
 from mixgan.train.part_api import Part, PartInputs
 from mixgan.train.scorenet import load_score_net
 
@@ -155,7 +156,7 @@ class ADA(Part):
         return ada_augment(images, self.controller.p)
 
     def after_d_step(self, logits_real: torch.Tensor) -> None:
-        self.controller.update(logits_real)
+        self.controller.update(distributed.gather_over_ranks(logits_real))  # the global batch
 
     def stats(self) -> dict[str, float]:
         return {"ada_p": self.controller.p, "ada_rt": self.controller.last_rt}

@@ -134,11 +134,11 @@ class BigGANTrainer(GANTrainer):
 
     def sample_labels(self, count: int) -> Tensor:
         """Classes of ``count`` new fakes, uniform."""
-        return torch.randint(self.num_classes, (count,), device=self.device)
+        return self.batch_rng.randint(self.num_classes, count).to(self.device)
 
     def labelled_real_batch(self, batch: int) -> tuple[Tensor, Tensor]:
         """``batch`` real images ([-1, 1]) drawn from the pool, with their classes."""
-        index = torch.randint(len(self.pool), (batch,))
+        index = self.batch_rng.randint(len(self.pool), batch)
         images = self.real_images(index)  # x-flipped with train.mirror, as every trainer's
         return images, self.pool_labels[index].to(self.device)
 
@@ -157,7 +157,7 @@ class BigGANTrainer(GANTrainer):
         return logits.float()
 
     def train_step(self) -> dict[str, Tensor]:
-        batch, d_steps = self.train_cfg["batch"], self.spec["backbone"]["d_steps"]
+        batch, d_steps = self.batch, self.spec["backbone"]["d_steps"]
         self.set_d_trainable(True)
         for _ in range(d_steps):
             with torch.no_grad():
@@ -177,12 +177,12 @@ class BigGANTrainer(GANTrainer):
         loss_g = hinge_g_loss(self.discriminate(fake, labels)) + self.g_regularization(z, fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.opt_g.step()
+        self.optimizer_step(self.opt_g)
         self.set_d_trainable(True)
 
-        self.update_ema(batch * d_steps)
+        self.update_ema(self.train_cfg["batch"] * d_steps)
         self.step += 1
-        self.images_seen += batch * d_steps
+        self.images_seen += self.train_cfg["batch"] * d_steps
         return {
             "loss_g": loss_g.detach(),
             "loss_d": loss_d.detach(),

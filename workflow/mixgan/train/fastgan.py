@@ -165,14 +165,14 @@ class FastGANTrainer(GANTrainer):
     def discriminate_real(self, real: Tensor) -> tuple[Tensor, Tensor]:
         """D's logits (float32) on the augmented ``real`` batch and its reconstruction loss
         there, for a random quadrant."""
-        part_index = int(torch.randint(4, ()))
+        part_index = self.batch_rng.integer(0, 4)
         with self.autocast():
             logits, reconstructions = self.D_main(real, part=part_index)
         targets = self.D.reconstruction_targets(real, part_index)
         return logits.float(), reconstruction_loss(self.distance, reconstructions, targets)
 
     def train_step(self) -> dict[str, Tensor]:
-        batch = self.train_cfg["batch"]
+        batch = self.batch
         # A part may compute this step's losses itself (MixDL's steps).
         owner = next((p for p in self.parts if p.computes_losses(self.step)), None)
         real = self.real_batch(batch)
@@ -204,12 +204,12 @@ class FastGANTrainer(GANTrainer):
             loss_g = owner.g_loss(self, batch)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.opt_g.step()
+        self.optimizer_step(self.opt_g)
         self.set_d_trainable(True)
 
-        self.update_ema(batch)
+        self.update_ema(self.train_cfg["batch"])
         self.step += 1
-        self.images_seen += batch
+        self.images_seen += self.train_cfg["batch"]
         return {
             "loss_g": loss_g.detach(),
             "loss_d": loss_d.detach(),

@@ -13,7 +13,9 @@ loss scaling, with NVIDIA's gradient sanitisation before each optimiser step.
 
 Real batches are drawn uniformly with replacement from the pool; with ``train.mirror`` each
 real image is flipped left-right with probability 1/2 as it is drawn (the official codes'
-``RandomHorizontalFlip``), from the seeded torch RNG the checkpoints carry.
+``RandomHorizontalFlip``). With several processes (``mixgan.train.distributed``) each trains
+on its share of the batch; what makes the global batch (latents, real indices, flips, style
+mixing, path-length noise) comes from ``batch_rng``, a stream every rank draws alike.
 """
 
 from __future__ import annotations
@@ -31,11 +33,8 @@ from mixgan.data.imagezip import read_image_zip, to_tensor
 from mixgan.io import read_json
 from mixgan.metrics.inception import pick_device
 from mixgan.nets.stylegan2 import FP16_CONV_CLAMP, Discriminator, Generator, use_fused_fir
-from mixgan.train.checkpoint import (
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from mixgan.train import distributed
+from mixgan.train.checkpoint import seed_everything
 from mixgan.train.part_api import Part, PartInputs
 from mixgan.train.parts import build_parts
 from mixgan.train.paths import TrainPaths
@@ -85,12 +84,18 @@ class GANTrainer:
     ``mixgan.train.fastgan.FastGANTrainer``, ``mixgan.train.biggan.BigGANTrainer``)."""
 
     extra_columns: ClassVar[list[str]] = []  # the step's statistics beyond CURVE_COLUMNS
+    #: trains as several processes (``mixgan.train.distributed``): the loop checks it
+    multi_process: ClassVar[bool] = True
+    #: G's buffers updated from each rank's samples, averaged over the ranks every step
+    rank_buffers: ClassVar[tuple[str, ...]] = ("w_avg",)
 
     def __init__(self, spec: dict[str, Any], paths: TrainPaths, log: logging.Logger):
         self.spec, self.paths, self.log = spec, paths, log
         self.train_cfg = spec["backbone"]["train"]
-        self.device = pick_device(spec["device"])
-        seed_everything(spec["seed"])
+        self.device = distributed.local_device(pick_device(spec["device"]))
+        seed_everything(spec["seed"])  # the same networks and parts on every rank
+        self.batch_rng = distributed.SharedRandom(spec["seed"], self.device)
+        self.batch = distributed.local_batch(self.train_cfg["batch"])  # this rank's share
         inputs = PartInputs(paths.augmented_zip, paths.scorenet, paths.source_model, self.device)
         self.parts = build_parts(spec["method"]["parts"], inputs)
         self.pool, self.num_real = load_real_pool(paths, self.parts)
@@ -124,6 +129,10 @@ class GANTrainer:
         for part in self.parts:
             if (ema := part.initial_ema()) is not None:
                 self.G_ema.load_state_dict(ema)
+        for net in (self.G, self.D):  # global BatchNorm statistics (not G_ema's: rank 0 samples)
+            distributed.sync_batchnorm(net)
+        distributed.broadcast_modules([self.G, self.D, self.G_ema, *self.part_modules])
+        distributed.seed_rank(spec["seed"])  # from here each rank draws its own noise
         d_params = [*self.D.parameters(), *(p for m in self.part_modules for p in m.parameters())]
         self.opt_g, self.opt_d = self.build_optimizers(d_params)
         self.pl_mean = torch.zeros((), device=self.device)
@@ -176,6 +185,9 @@ class GANTrainer:
         return self.images_seen / 1000
 
     def state_dict(self) -> dict[str, Any]:
+        """The run's resumable state (a collective with several processes: every rank's own
+        random streams are gathered)."""
+        rng = distributed.gather_rng_states()
         return {
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -184,7 +196,9 @@ class GANTrainer:
             "opt_d": self.opt_d.state_dict(),
             "pl_mean": self.pl_mean,
             "parts": {p.name: p.state_dict() for p in self.parts},
-            "rng": rng_state(),
+            "rng": rng[0],
+            "rng_ranks": rng,
+            "batch_rng": self.batch_rng.state_dict(),
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
@@ -203,8 +217,12 @@ class GANTrainer:
         self.pl_mean = state.get("pl_mean", torch.zeros(())).to(self.device)
         for part in self.parts:
             part.load_state_dict(state["parts"].get(part.name, {}))
-        set_rng_state(state["rng"])
         self.step, self.images_seen = state["step"], state["images_seen"]
+        distributed.restore_rng_state(
+            state.get("rng_ranks", [state["rng"]]), self.spec["seed"], self.step
+        )
+        if "batch_rng" in state:
+            self.batch_rng.load_state_dict(state["batch_rng"])
         self.elapsed, self.fid_history = state["elapsed"], [tuple(x) for x in state["fid_history"]]
         self.best, self.increases = state["best"], state["increases"]
         self.stopped_early = state.get("stopped_early", False)
@@ -213,24 +231,26 @@ class GANTrainer:
 
     def real_batch(self, batch: int) -> torch.Tensor:
         """``batch`` real images drawn uniformly with replacement from the pool."""
-        return self.real_images(torch.randint(len(self.pool), (batch,)))
+        return self.real_images(self.batch_rng.randint(len(self.pool), batch))
 
     def real_images(self, index: torch.Tensor) -> torch.Tensor:
         """The pool's images at ``index`` in [-1, 1] on the device; with ``train.mirror`` each
-        is flipped left-right with probability 1/2 (one draw of the torch RNG per image)."""
+        is flipped left-right with probability 1/2 (one draw of ``batch_rng`` per image)."""
         images = self.pool[index]
         if self.train_cfg["mirror"]:
-            flip = torch.rand(len(index)) < 0.5
+            flip = self.batch_rng.rand(len(index)) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
         images = images.to(self.device, torch.float32) / 127.5 - 1
         return images.contiguous(memory_format=self.memory_format)
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``optimizer.step()``; with FP16 layers first NVIDIA's gradient sanitisation
-        (training_loop.py: NaN -> 0, +-inf -> +-1e5; it uses no loss scaling)."""
+        """``optimizer.step()`` after averaging the gradients over the ranks; with FP16 layers
+        first NVIDIA's gradient sanitisation (training_loop.py: NaN -> 0, +-inf -> +-1e5; it
+        uses no loss scaling)."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        distributed.average_gradients(params)
         if self.precision == "fp16":
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-            for grad in grads:
+            for grad in (p.grad for p in params):
                 if grad is not None:
                     torch.nan_to_num(grad, nan=0.0, posinf=1e5, neginf=-1e5, out=grad)
         optimizer.step()
@@ -240,8 +260,8 @@ class GANTrainer:
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
 
     def sample_z(self, count: int) -> torch.Tensor:
-        """Input latents z ~ N(0, I) of ``count`` new samples."""
-        return torch.randn(count, self.G.z_dim, device=self.device)
+        """Input latents z ~ N(0, I) of ``count`` new samples (this rank's rows)."""
+        return self.batch_rng.randn(count, self.G.z_dim)
 
     def generate_ws(self, z: torch.Tensor, style_mixing: bool = True) -> torch.Tensor:
         """Latents w of samples with input latents ``z``, with style mixing (unless
@@ -249,8 +269,8 @@ class GANTrainer:
         styles of a second, new latent."""
         ws = self.G.mapping(z, None, update_emas=True)
         mixing = self.train_cfg["style_mixing"] if style_mixing else 0
-        if mixing > 0 and torch.rand(()) < mixing:
-            cutoff = int(torch.randint(1, ws.shape[1], ()))
+        if mixing > 0 and self.batch_rng.scalar() < mixing:
+            cutoff = self.batch_rng.integer(1, ws.shape[1])
             z2 = self.sample_z(len(z))
             ws[:, cutoff:] = self.G.mapping(z2, None, update_emas=False)[:, cutoff:]
         return ws
@@ -292,7 +312,7 @@ class GANTrainer:
             module.requires_grad_(trainable)
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        batch = self.train_cfg["batch"]
+        batch = self.batch
         # A part may compute this step's losses itself (MixDL's steps).
         owner = next((p for p in self.parts if p.computes_losses(self.step)), None)
         # Generator: non-saturating logistic loss.
@@ -331,9 +351,9 @@ class GANTrainer:
         if self.train_cfg["r1_gamma"] > 0 and self.step % self.train_cfg["r1_interval"] == 0:
             r1 = self.r1_step(real, owner)
 
-        self.update_ema(batch)
+        self.update_ema(self.train_cfg["batch"])
         self.step += 1
-        self.images_seen += batch
+        self.images_seen += self.train_cfg["batch"]
         return {
             "loss_g": loss_g.detach(),
             "loss_d": loss_d.detach(),
@@ -366,9 +386,10 @@ class GANTrainer:
         ws = self.generate_ws(self.sample_z(max(batch // cfg["pl_batch_shrink"], 1)))
         with self.autocast():
             images = self.G.synthesis(ws, noise_mode="random").float()
-        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        noise = self.batch_rng.randn(*images.shape) / math.sqrt(images.shape[2] * images.shape[3])
         lengths = path_lengths(images, ws, noise)
-        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg["pl_decay"])
+        batch_mean = distributed.mean_over_ranks(lengths.mean().detach())
+        self.pl_mean = self.pl_mean.lerp(batch_mean, cfg["pl_decay"])
         penalty = (lengths - self.pl_mean).square().mean()
         self.opt_g.zero_grad(set_to_none=True)
         (penalty * cfg["pl_weight"] * cfg["pl_interval"]).backward()
@@ -396,6 +417,7 @@ class GANTrainer:
         beta = 0.5 ** (batch / max(half_life, 1e-8)) if half_life > 0 else 0.0
         params_ema, params = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(params_ema, params, 1.0 - beta)  # p_ema <- p + beta (p_ema - p)
+        distributed.average_buffers(self.G, self.rank_buffers)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
 

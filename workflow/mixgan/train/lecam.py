@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mixgan.train import distributed
 from mixgan.train.part_api import Part
 
 
@@ -69,6 +70,7 @@ class LeCam(Part):
         """One D step's update of a_R and a_F with the batch's mean outputs."""
         self.steps += 1
         means = torch.stack([logits_real.detach().mean(), logits_fake.detach().mean()])
+        means = distributed.mean_over_ranks(means)  # the global batch's
         decay = self._decay()
         biased = torch.zeros_like(means) if self.biased is None else self.biased.to(means)
         self.biased = biased.lerp(means, 1 - decay)

@@ -22,6 +22,10 @@ On a GPU the run's ``precision``, ``channels_last`` and ``fused_fir`` settings c
 arithmetic and kernels (see ``mixgan.train.gan.GANTrainer``), and cuDNN picks its fastest
 algorithms for the fixed shapes (``cudnn.benchmark``), so GPU runs are seeded but not bitwise
 repeatable; ``compile`` compiles the main passes on any device.
+
+Launched by ``torchrun`` with several processes, every rank trains its share of the batch
+(``mixgan.train.distributed``); rank 0 alone logs, evaluates FID, probes diversity and writes
+the curve, checkpoints and outputs, and every rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from mixgan import registry
 from mixgan.io import atomic_path, write_json
 from mixgan.metrics.features import load_features
 from mixgan.metrics.fid_kid import fid_from_features
-from mixgan.metrics.inception import InceptionFeatures
+from mixgan.metrics.inception import InceptionFeatures, pick_device
 from mixgan.provenance import provenance
 from mixgan.sample import generate_images
+from mixgan.train import distributed
 from mixgan.train.checkpoint import load_latest_checkpoint, save_checkpoint
 from mixgan.train.diversity import COLUMNS as DIVERSITY_COLUMNS
 from mixgan.train.diversity import DiversityProbe
@@ -72,12 +77,28 @@ def make_trainer(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -
 
 
 def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
-    """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary."""
+    """Train (or resume) one run; write network.pt, curve.csv and run.json; return the summary.
+    Under torchrun with several processes: rank 0 writes and returns it, the others ``{}``."""
+    with distributed.process_group(pick_device(spec["device"])):
+        if not distributed.is_main():
+            log = logging.getLogger(f"{log.name}.rank{distributed.rank()}")
+            log.setLevel(logging.WARNING)
+        summary = _train(spec, paths, log)
+        distributed.barrier()
+    return summary
+
+
+def _train(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict[str, Any]:
     cfg = spec["backbone"]["train"]
     probing = cfg["diversity_every_kimg"] > 0
     if probing and paths.inception is None:
         raise ValueError("train.diversity_every_kimg > 0 needs the Inception weights (--inception)")
     trainer = make_trainer(spec, paths, log)
+    if distributed.world_size() > 1 and not getattr(trainer, "multi_process", False):
+        raise ValueError(
+            f"arch {spec['backbone']['arch']!r} trains in one process only: set "
+            "resources.train.gpu (or processes) to 1 for its runs"
+        )
     work = paths.work_dir
     resumed = load_latest_checkpoint(work / "checkpoints")
     if resumed is not None:
@@ -91,20 +112,26 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
         sum(p.numel() for p in trainer.G.parameters()),
         sum(p.numel() for p in trainer.D.parameters()), trainer.device,
     )  # fmt: skip
-    write_json(work / "spec.json", {**spec, "provenance": provenance()})
-
+    main = distributed.is_main()  # the one rank that evaluates and writes
+    if main:
+        write_json(work / "spec.json", {**spec, "provenance": provenance()})
+    evaluating, probing = paths.reference_features is not None, probing and main
     inception = (
         InceptionFeatures(paths.inception, spec["device"])
-        if paths.reference_features or probing
+        if main and (evaluating or probing)
         else None
     )
-    evaluator = _Evaluator(paths, inception, cfg) if paths.reference_features else None
+    evaluator = _Evaluator(paths, inception, cfg) if main and evaluating else None
     probe = _diversity_probe(trainer, paths, inception) if probing else None
     part_columns = [key for part in trainer.parts for key in part.stats()]
-    curve = CurveWriter(
-        work / "curve.csv",
-        CURVE_COLUMNS + trainer.extra_columns + part_columns,
-        trainer.step if resumed else None,
+    curve = (
+        CurveWriter(
+            work / "curve.csv",
+            CURVE_COLUMNS + trainer.extra_columns + part_columns,
+            trainer.step if resumed else None,
+        )
+        if main
+        else None
     )
     budget = cfg["kimg"]
     next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
@@ -123,9 +150,8 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
 
     with StopFlag() as stop:
         while trainer.kimg < budget and not stopped_early:
-            step_stats = trainer.train_step()
-            values = torch.stack(list(step_stats.values())).tolist()  # one device sync
-            stats = dict(zip(step_stats, values, strict=True))
+            # the ranks' mean statistics, and whether any rank got a stop signal
+            stats, stopping = distributed.step_means(trainer.train_step(), bool(stop))
             _stop_if_not_finite(trainer, stats)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -137,28 +163,32 @@ def train_gan(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
                 row = _log_row(trainer, sums, count, throughput, budget, log)
                 sums, count = {}, 0
                 next_log = _next_multiple(trainer.kimg, cfg["log_every_kimg"])
-            if evaluator and (trainer.kimg >= next_eval or done):
-                fid = evaluator.fid(trainer.G_ema)
-                stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
+            if evaluating and (trainer.kimg >= next_eval or done):
+                if evaluator:
+                    fid = evaluator.fid(trainer.G_ema)
+                    stopped_early = _record_fid(trainer, fid, work, log, cfg["patience"])
+                    row = {**(row or _point(trainer)), "fid": fid}
+                stopped_early = distributed.from_main(stopped_early, trainer.device)
                 trainer.stopped_early = stopped_early
-                row = {**(row or _point(trainer)), "fid": fid}
                 next_eval = _next_multiple(trainer.kimg, cfg["eval_every_kimg"])
             if trainer.kimg >= next_probe and next_probe <= cfg["diversity_until_kimg"] + 1e-9:
                 row = {**(row or _point(trainer)), **probe(trainer.G_ema)}
                 next_probe = _next_multiple(trainer.kimg, cfg["diversity_every_kimg"])
-            if row:
+            if row and curve:
                 curve.write(row)
-            if trainer.kimg >= next_ckpt or stop or done or stopped_early:
+            if trainer.kimg >= next_ckpt or stopping or done or stopped_early:
                 _stop_if_not_finite(trainer, {}, check_weights=True)
-                save_checkpoint(work / "checkpoints", trainer.step, trainer.state_dict())
+                state = trainer.state_dict()  # every rank: it gathers their random streams
+                if main:
+                    save_checkpoint(work / "checkpoints", trainer.step, state)
                 next_ckpt = _next_multiple(trainer.kimg, cfg["checkpoint_every_kimg"])
-            if stop:
+            if stopping:
                 raise Interrupted(
-                    f"signal {stop.signal} at step {trainer.step}: checkpoint written; "
-                    "rerunning the job resumes from it"
+                    f"signal {stop.signal or 'on another rank'} at step {trainer.step}: "
+                    "checkpoint written; rerunning the job resumes from it"
                 )
 
-    return _finish(trainer, paths, spec, stopped_early, probe, log)
+    return _finish(trainer, paths, spec, stopped_early, probe, log) if main else {}
 
 
 def _point(trainer: GANTrainer) -> dict[str, Any]:
@@ -304,6 +334,7 @@ def _finish(
         "fid_history": trainer.fid_history,
         "seconds": trainer.elapsed,
         "device": str(trainer.device),
+        "processes": distributed.world_size(),
         "num_real": trainer.num_real,
         "num_pool": len(trainer.pool),
         "seed": spec["seed"],
