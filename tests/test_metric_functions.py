@@ -7,6 +7,7 @@ inside the TF Inception network. The Inception tests use the provisioned weights
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from mixgan.metrics.inception_score import inception_score
 from mixgan.metrics.lpips_distance import (
     load_lpips,
     lpips_pairs,
+    mean_lpips_over_pairs,
+    mean_over_pairs,
     pairwise_lpips,
     stargan_lpips,
 )
@@ -372,6 +375,19 @@ def test_lpips_is_zero_on_identical_images_and_symmetric(alex):
     assert torch.all(forward > 0)
     torch.testing.assert_close(forward, backward)
     assert pairwise_lpips(images[[0, 0, 0]], module) == 0
+
+
+def test_lpips_from_each_images_activations_equals_lpips_per_pair(alex):
+    """The metric's LPIPS passes each image through the backbone once; the same mean as
+    scoring every pair with LPIPS's own forward (also when the cache is too small)."""
+    module, _ = alex
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    first, second = torch.tensor([0, 1, 2, 5, 3, 0, 4]), torch.tensor([1, 2, 3, 0, 4, 5, 1])
+    per_pair = mean_over_pairs(functools.partial(lpips_pairs, module), images, first, second, 3)
+    cached = mean_lpips_over_pairs(module, images, first, second, batch=4)
+    assert cached == pytest.approx(per_pair, rel=1e-5) and per_pair > 0
+    uncached = mean_lpips_over_pairs(module, images, first, second, batch=4, cache_bytes=0)
+    assert uncached == pytest.approx(per_pair, rel=1e-6)
 
 
 def test_pairwise_and_stargan_lpips_average_every_unordered_pair(alex):

@@ -52,6 +52,22 @@ def test_frechet_distance_equals_clean_fid_formula():
     assert frechet_distance(*stats) == pytest.approx(clean_fid_frechet(*stats), abs=1e-3)
 
 
+def test_fid_of_a_set_smaller_than_its_dimension_takes_the_small_matrix_path():
+    """Fewer vectors than dimensions: the n x n eigenproblem gives the D x D value."""
+    from cleanfid.fid import frechet_distance as clean_fid_frechet
+
+    from mixgan.metrics.fid_kid import feature_statistics
+
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(40, 256)), rng.normal(size=(300, 256)) * 1.2 + 0.1
+    expected = clean_fid_frechet(*feature_statistics(x), *feature_statistics(y))
+    assert fid_from_features(x, y) == pytest.approx(expected, abs=1e-3)
+    assert fid_from_features(y, x) == pytest.approx(expected, abs=1e-3)
+    both_small = rng.normal(size=(30, 256)) + 0.2
+    expected = clean_fid_frechet(*feature_statistics(x), *feature_statistics(both_small))
+    assert fid_from_features(x, both_small) == pytest.approx(expected, abs=1e-3)
+
+
 def test_fid_of_a_set_with_itself_is_zero_and_symmetric():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(500, 16)), rng.normal(size=(400, 16)) + 0.3

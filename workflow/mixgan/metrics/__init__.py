@@ -258,18 +258,22 @@ def first_samples(items: Any, count: int, source: str | Path) -> Any:
 LPIPS_MIN_SIZE = 64
 
 
-def perceptual_distance(module: Any, images_a: Any, images_b: Any) -> Any:
-    """LPIPS per pair of [-1, 1] NCHW images, upsampled (bilinear) to ``LPIPS_MIN_SIZE`` if
-    smaller; the papers' 256² images pass unchanged."""
+def lpips_input(images: Any) -> Any:
+    """[-1, 1] NCHW images as LPIPS takes them here: upsampled (bilinear) to
+    ``LPIPS_MIN_SIZE`` if smaller; the papers' 256² images pass unchanged."""
     from torch.nn import functional as F
 
+    if images.shape[-1] >= LPIPS_MIN_SIZE:
+        return images
+    size = (LPIPS_MIN_SIZE, LPIPS_MIN_SIZE)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
+def perceptual_distance(module: Any, images_a: Any, images_b: Any) -> Any:
+    """LPIPS per pair of [-1, 1] NCHW images (:func:`lpips_input`)."""
     from mixgan.metrics.lpips_distance import lpips_pairs
 
-    if images_a.shape[-1] < LPIPS_MIN_SIZE:
-        size = (LPIPS_MIN_SIZE, LPIPS_MIN_SIZE)
-        images_a = F.interpolate(images_a, size=size, mode="bilinear", align_corners=False)
-        images_b = F.interpolate(images_b, size=size, mode="bilinear", align_corners=False)
-    return lpips_pairs(module, images_a, images_b)
+    return lpips_pairs(module, lpips_input(images_a), lpips_input(images_b))
 
 
 def random_pairs(count: int, num_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -306,10 +310,8 @@ def compute_image_metric_record(
 ) -> dict[str, Any]:
     """LPIPS diversity of a run's samples (``evaluation.lpips_net``: AlexNet or VGG-16, its
     backbone from ``weights_path``)."""
-    import functools
-
     from mixgan.data.imagezip import image_names, read_image_zip, to_tensor
-    from mixgan.metrics.lpips_distance import mean_over_pairs
+    from mixgan.metrics.lpips_distance import mean_lpips_over_pairs
 
     evaluation_settings = spec["evaluation"]
     net = evaluation_settings.get("lpips_net", "alex")
@@ -317,10 +319,9 @@ def compute_image_metric_record(
     names = first_samples(image_names(samples_zip), evaluation_settings["num_samples"], samples_zip)
     images = to_tensor(read_image_zip(samples_zip, names)).float() / 127.5 - 1
     first, second = random_pairs(len(images), evaluation_settings["lpips_pairs"], spec["seed"])
-    value = mean_over_pairs(
-        functools.partial(perceptual_distance, module),
-        images, first, second, evaluation_settings["batch"],
-    )  # fmt: skip
+    value = mean_lpips_over_pairs(
+        module, lpips_input(images), first, second, evaluation_settings["batch"]
+    )
     return _record(
         spec,
         value,

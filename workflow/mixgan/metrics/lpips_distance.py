@@ -154,6 +154,62 @@ def mean_over_pairs(
     return total / len(first)
 
 
+def lpips_activations(module: nn.Module, images: Tensor) -> list[Tensor]:
+    """The unit-normalised backbone activations LPIPS compares (its forward's ``feats``), of
+    each image, on the CPU."""
+    import lpips
+
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        outs = module.net.forward(module.scaling_layer(images.to(device)))
+        return [lpips.normalize_tensor(out).cpu() for out in outs]
+
+
+def lpips_of_activations(module: nn.Module, first: list[Tensor], second: list[Tensor]) -> Tensor:
+    """LPIPS of pairs from their activations: per layer the learned weighting of the squared
+    difference, averaged over positions, summed over layers (LPIPS's forward, without the
+    backbone passes)."""
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        total = sum(
+            lin((a.to(device) - b.to(device)) ** 2).mean(dim=(2, 3))
+            for lin, a, b in zip(module.lins, first, second, strict=True)
+        )
+    return total.reshape(len(first[0]))
+
+
+def mean_lpips_over_pairs(
+    module: nn.Module,
+    images: Tensor,
+    first: Sequence[int] | Tensor,
+    second: Sequence[int] | Tensor,
+    batch: int = 64,
+    cache_bytes: int = 2**30,
+) -> float:
+    """Mean LPIPS of ``(images[first[k]], images[second[k]])`` over k. When every image's
+    activations fit in ``cache_bytes``, each image passes the backbone once (not once per
+    pair it is in); otherwise, or for a module other than LPIPS v0.1 with its linear layers,
+    pairs are scored as :func:`lpips_pairs` does. Same arithmetic either way."""
+    by_pairs = functools.partial(mean_over_pairs, functools.partial(lpips_pairs, module))
+    learned = getattr(module, "lpips", False) and getattr(module, "version", "") == "0.1"
+    if not learned or module.spatial:
+        return by_pairs(images, first, second, batch)
+    probe = lpips_activations(module, images[:1])
+    if sum(t.numel() * t.element_size() for t in probe) * len(images) > cache_bytes:
+        return by_pairs(images, first, second, batch)
+    layers = [torch.cat(parts) for parts in zip(*(
+        lpips_activations(module, images[start : start + batch])
+        for start in range(0, len(images), batch)
+    ), strict=True)]  # fmt: skip
+    first, second = torch.as_tensor(first), torch.as_tensor(second)
+    total = 0.0
+    for start in range(0, len(first), batch):
+        a, b = first[start : start + batch], second[start : start + batch]
+        pairs = lpips_of_activations(module, [t[a] for t in layers], [t[b] for t in layers])
+        total += float(pairs.sum())
+    return total / len(first)
+
+
 def pairwise_lpips(images: Tensor, module: nn.Module, batch: int = 64) -> float:
     """Mean LPIPS over all unordered pairs {i, j}, i != j, of a set of N >= 2 images."""
     if len(images) < 2:
