@@ -138,7 +138,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     study = Study(minimal_config)
     assert (
         study.runs[RunKey("shapes", "n12", "sg2", "remix", 0)]
-        == "part kind 'remix' is not implemented yet"
+        == "part kind 'remix' is not implemented for arch 'stylegan2' yet"
     )
     assert RunKey("shapes", "n12", "sg2", "remix", 0) not in study.runnable_runs()
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}

@@ -25,6 +25,7 @@ def test_registry_matches_the_code_registries():
         set(registry.IMAGE_METRICS),
         set(registry.GENERATOR_METRICS),
         set(registry.TASK_METRICS),
+        set(registry.I2I_METRICS),
     ]
     assert set().union(*families) == registry.METRICS
     assert sum(map(len, families)) == len(registry.METRICS)  # each metric in one family
@@ -44,7 +45,7 @@ def test_registry_matches_the_code_registries():
         *registry.DEDICATED_TRAINERS,
     }
     assert set(registry.ARCH_PARTS) <= set(registry.DEDICATED_TRAINERS)
-    assert set().union(*registry.ARCH_PARTS.values()) <= registry.PARTS
+    assert set().union(*registry.ARCH_PARTS.values()) <= registry.PARTS | registry.DEDICATED_PARTS
     # ... and a trainer class the loop finds, importable and a GANTrainer.
     assert set(registry.TRAINER_CLASSES) == set(sample.GENERATORS)
     for target in registry.TRAINER_CLASSES.values():

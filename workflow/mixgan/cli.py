@@ -369,7 +369,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from mixgan.io import write_json
     from mixgan.provenance import provenance
-    from mixgan.train.loop import train_gan
+    from mixgan.train.loop import train_gan, training_loop
     from mixgan.train.paths import Interrupted, TrainingError, TrainPaths
 
     if args.threads:  # under torchrun the job's threads are shared by its processes
@@ -392,7 +392,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_networks=args.keep_networks,
     )
     try:
-        summary = train_gan(args.spec, paths, log)
+        summary = training_loop(args.spec["backbone"]["arch"], train_gan)(args.spec, paths, log)
     except Interrupted as stop:
         log.warning("%s", stop)
         return 143
@@ -596,6 +596,7 @@ def cmd_vote_simulate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import mixgan.cli_i2i  # noqa: F401 - registers the StarGAN v2 translation commands
     import mixgan.cli_oneshot  # noqa: F401 - registers the one-shot translation commands
 
     parser = argparse.ArgumentParser(prog="mixgan", description=__doc__.splitlines()[0])

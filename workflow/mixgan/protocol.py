@@ -115,6 +115,10 @@ CODE_FACTS: dict[str, dict[str, Any]] = {
         "sincut.optimiser": "Adam lr 0.002, betas (0, 0.99)",
         "sincut.sifid_reference": "target image",
     },
+    # StarGAN v2's evaluation (mixgan.i2i_eval)
+    "stargan2": {
+        "stargan2.evaluation_sources": "the prepared dataset (AFHQ train split)",
+    },
     # FastGAN's samples (mixgan.sample.generate_images)
     "fastgan": {
         "fastgan.sample_mode": "train",

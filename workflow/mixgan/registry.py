@@ -18,13 +18,40 @@ TRAINERS: dict[str, frozenset[str]] = {
     "fastgan": frozenset({"unconditional", "few_shot"}),
     "biggan": frozenset({"class_conditional"}),
     "sincut": frozenset({"one_shot_image_to_image"}),
+    "stargan2": frozenset({"image_to_image"}),
 }
 
 #: archs trained by a command of their own instead of the GAN loop: arch -> the command.
-DEDICATED_TRAINERS: dict[str, str] = {"sincut": "mixgan oneshot-train (workflow/rules/oneshot.smk)"}
+DEDICATED_TRAINERS: dict[str, str] = {
+    "sincut": "mixgan oneshot-train (workflow/rules/oneshot.smk)",
+    "stargan2": "mixgan train, its own loop (TRAINING_LOOPS; workflow/rules/translation.smk)",
+}
+
+#: archs whose runs ``mixgan train`` trains with a loop of their own instead of the GAN loop
+#: (same rule, inputs and outputs): arch -> ``module:function(spec, paths, log) -> summary``.
+TRAINING_LOOPS: dict[str, str] = {"stargan2": "mixgan.train.i2i:train_i2i"}
+
+#: part kinds only dedicated trainers run (ReMix and its weighted-mixup baseline).
+DEDICATED_PARTS: frozenset[str] = frozenset({"remix", "weighted_mixup"})
 
 #: the only part kinds an arch with a dedicated trainer runs: arch -> kinds.
-ARCH_PARTS: dict[str, frozenset[str]] = {"sincut": frozenset({"scoremix"})}
+ARCH_PARTS: dict[str, frozenset[str]] = {
+    "sincut": frozenset({"scoremix"}),
+    # StarGAN v2 (mixgan.train.i2i_parts.KINDS): style mixing, generator inputs, D's parts
+    "stargan2": frozenset(
+        {
+            "remix",
+            "mixup",
+            "weighted_mixup",
+            "scoremix",
+            "cutmix",
+            "augmix",
+            "diffaug",
+            "ada",
+            "lecam",
+        }
+    ),  # fmt: skip
+}
 
 #: backbone ``arch`` -> the trainer class the GAN loop (``mixgan.train.loop``) runs, as
 #: ``module:Class`` (imported only by the loop, when a run of that arch trains).
@@ -53,12 +80,20 @@ METRICS: frozenset[str] = frozenset(
         "fid", "kid", "is", "sfid", "precision", "recall", "memorization_distance",
         "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
         "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix", "wallclock_hours",
-        "wallclock_hours_scoremix", "sifid",
+        "wallclock_hours_scoremix", "sifid", "fid_latent", "fid_reference", "lpips_latent",
+        "lpips_reference",
     }
 )  # fmt: skip
 
 #: metrics of one-shot tasks, one record per task (``mixgan oneshot-sifid``).
 TASK_METRICS: frozenset[str] = frozenset({"sifid"})
+
+#: StarGAN v2's protocol (``mixgan i2i-eval``, one job writes the records of a run):
+#: metric -> the network it runs
+I2I_METRICS: dict[str, str] = {
+    "fid_latent": "inception", "fid_reference": "inception",
+    "lpips_latent": "alexnet", "lpips_reference": "alexnet",
+}  # fmt: skip
 
 #: the family of cached features a metric reads (of the run's samples and of its reference
 #: set): Inception pool (2048-d), Inception spatial (sFID, 7 channels of mixed_6/conv or
@@ -146,12 +181,16 @@ FIGURES_WITHOUT_RUNS: frozenset[str] = frozenset({"augmentation_grid"})
 
 def part_pending(part: dict[str, Any], arch: str | None = None) -> str | None:
     """Why a configured part cannot run yet (in a run of backbone ``arch``), or ``None``."""
-    if part["kind"] not in PARTS:
-        return f"part kind '{part['kind']}' is not implemented yet"
-    missing = part["kind"] in ARCH_MISSING_PARTS.get(arch or "", ())
-    if missing or part["kind"] not in ARCH_PARTS.get(arch or "", PARTS):
-        return f"part kind '{part['kind']}' is not implemented for arch '{arch}' yet"
-    return None
+    kind = part["kind"]
+    if arch in ARCH_PARTS:
+        runs = kind in ARCH_PARTS[arch]
+    else:
+        runs = kind in PARTS and kind not in ARCH_MISSING_PARTS.get(arch or "", ())
+    if runs:
+        return None
+    if kind not in PARTS | DEDICATED_PARTS:
+        return f"part kind '{kind}' is not implemented yet"
+    return f"part kind '{kind}' is not implemented for arch '{arch}' yet"
 
 
 def backbone_pending(backbone: dict[str, Any], weights: dict[str, Any] | None = None) -> str | None:
@@ -185,7 +224,7 @@ def metric_network(metric: str) -> str | None:
     """The feature network a metric needs (``None`` for cost metrics)."""
     if metric in FEATURE_METRICS:
         return EXTRACTOR_NETWORKS[FEATURE_METRICS[metric]]
-    return IMAGE_METRICS.get(metric) or GENERATOR_METRICS.get(metric)
+    return IMAGE_METRICS.get(metric) or GENERATOR_METRICS.get(metric) or I2I_METRICS.get(metric)
 
 
 def metric_pending(
@@ -257,4 +296,5 @@ DECIMALS: dict[str, int] = {
     "gpu_hours": 3, "gpu_hours_scoremix": 3, "wallclock_hours": 3, "wallclock_hours_scoremix": 3,
     "distinct_neighbours": 0, "precision": 3,
     "recall": 3, "lpips": 3, "ppl_interval_mean": 3, "ppl_interval_std": 3, "ppl_end_to_end": 3,
+    "lpips_latent": 3, "lpips_reference": 3,
 }  # fmt: skip

@@ -305,6 +305,10 @@ class Study:
         reference set (``full`` or a subset)."""
         needs: dict[tuple[Any, ...], set[str]] = {}
         for run, metric, reference, variant in self.metric_records():
+            if metric in registry.I2I_METRICS:  # FID against every image of the target domain
+                key = (run.dataset, "full", self.translation_resize)
+                needs.setdefault(key, set()).add("pool")
+                continue
             settings = self.record_evaluation(variant)
             head = evaluation.feature_head(metric, settings)
             if head is None:
@@ -314,6 +318,18 @@ class Study:
                 name = "full" if reference == "full" else run.subset
                 needs.setdefault((run.dataset, name, settings["resize"]), set()).add(head)
         return needs
+
+    @property
+    def translation_resize(self) -> str:
+        """The resize of the StarGAN v2 records (``mixgan i2i-eval``): ScoreMix's FID
+        convention (the study's by default), for the runs its Tables 5-6 share with ReMix's."""
+        settings = self.config["evaluation"]
+        return settings["papers"].get("scoremix", {}).get("resize", settings["resize"])
+
+    def translation_reference(self, dataset: str) -> str:
+        """The Inception cache of a dataset's full set that StarGAN v2 records read."""
+        resize = self.translation_resize
+        return evaluation.inception_set(self._inception_heads[(dataset, "full", resize)], resize)
 
     def feature_caches(
         self, run: RunKey, metric: str, reference: str, variant: str

@@ -1,6 +1,5 @@
 # Helpers of the one-shot translation rules (workflow/rules/oneshot.smk).
 from mixgan.data.pairs import pair_problems  # noqa: E402
-from mixgan.registry import DEDICATED_TRAINERS  # noqa: E402
 from mixgan.train.oneshot import sincut_options  # noqa: E402
 
 
@@ -11,7 +10,7 @@ def oneshot_layouts(section, kind):
         for layout in STUDY.layouts_in(section)
         if layout.config.get("kind") == kind
         and not layout.pending_cells
-        and STUDY.config["backbones"][layout.cells[0].runs[0].backbone]["arch"] in DEDICATED_TRAINERS
+        and STUDY.config["backbones"][layout.cells[0].runs[0].backbone]["arch"] == "sincut"
     ]
 
 
@@ -23,7 +22,7 @@ TASK_DATA = f"{R}/oneshot/{{dataset}}/{{backbone}}/{{task}}"
 
 for _run in STUDY.runnable_runs():  # bad SinCUT options stop the workflow before any job
     _backbone = STUDY.config["backbones"][_run.backbone]
-    if _backbone["arch"] in DEDICATED_TRAINERS:
+    if _backbone["arch"] == "sincut":
         try:
             sincut_options(_backbone.get("options", {}), f"backbones.{_run.backbone}.options")
         except ConfigError as error:

@@ -74,6 +74,11 @@ class ScoreMixOnline(Part):
         self.augmented_batches += 1
         return self.mixer(images, images[partner.to(real.device)], lam) * 2 - 1
 
+    def augment_inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Translation: the source batch, ScoreMixed within domains (the paper augments the
+        generator's inputs)."""
+        return self.augment_real(images, labels)
+
     def stats(self) -> dict[str, float]:
         return {"scoremix_batches": float(self.augmented_batches)}
 
@@ -103,6 +108,10 @@ class AugMixReal(Part):
         images = (real + 1) / 2
         return self.augmix(images, images, torch.ones(len(real))) * 2 - 1
 
+    def augment_inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Translation: AugMix of every source image."""
+        return self.augment_real(images, labels)
+
 
 class BatchMixing(Part):
     """mixup or CutMix of every batch D sees with a shuffled copy of itself, so reals mix
@@ -124,6 +133,10 @@ class BatchMixing(Part):
         partner = partners(count, labels)
         lam = sample_lambdas(count, self.settings["alpha"]).float()
         return self.mix(images, images[partner.to(images.device)], lam)
+
+    def augment_inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Translation (CutMix): the source batch mixed within domains, labels kept."""
+        return self.augment_d_input(images, labels)
 
 
 class DiffAugment(Part):

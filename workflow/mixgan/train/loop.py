@@ -35,6 +35,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,19 @@ CURVE_COLUMNS = [
     "logits_real", "logits_fake", "fid", *DIVERSITY_COLUMNS,
 ]  # fmt: skip
 EVAL_SEED = 2**31 - 1  # the fixed latents every evaluation of every run uses
+
+
+Loop = Callable[[dict[str, Any], TrainPaths, logging.Logger], dict[str, Any]]
+
+
+def training_loop(arch: str, default: Loop) -> Loop:
+    """The loop ``mixgan train`` runs for ``arch``: its own (``registry.TRAINING_LOOPS``:
+    StarGAN v2's translation loop), else ``default`` (this GAN loop)."""
+    target = registry.TRAINING_LOOPS.get(arch)
+    if target is None:
+        return default
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_trainer(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> GANTrainer:

@@ -16,6 +16,10 @@ batch's latents z and images (MSGAN, N-Div, DistanceGAN). Before training,
 ``initialize_networks`` and ``initial_ema`` let it set the starting weights of G, D and G_ema
 (CDC's source model, whose record ``networks`` returns for the run's provenance).
 
+A translation trainer (StarGAN v2, ``mixgan.train.i2i``) calls one more hook,
+``augment_inputs``: it transforms the generator's source batch, which D also sees as real,
+with its domain labels kept true (ScoreMix's growing mu, CutMix, AugMix).
+
 A part may also take over whole steps (MixDL, CDC): ``computes_losses(step)`` says which steps,
 and on those the loop asks the part for the G step's loss (``g_loss``) and the D step's loss
 and logits (``d_loss``) instead of computing the standard non-saturating losses; it lends the
@@ -125,6 +129,11 @@ class Part:
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Transform a batch D sees (real or fake, with its ``labels`` when conditional)."""
+        return images
+
+    def augment_inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Transform a translation generator's source batch ([-1, 1], domain ``labels`` kept
+        true); by default unchanged."""
         return images
 
     def d_regularizer(

@@ -18,6 +18,14 @@ which is the official baseline bit for bit):
   that the official loader draws anyway (``ReferenceDataset``: a second random image of the
   same domain); the interpolation point of ReMix ("we interpolate the output of the style
   encoder"). The diversity term keeps ``E(x_ref2, y)`` as its second style.
+* ``style_loss(style_pred, style_a, style_b) -> loss`` replaces the style reconstruction term
+  of the reference-guided G step, given E(G(x, s'), y) and the two references' styles
+  (ReMix's relative form, or the target of mixup / WM; ``mixgan.train.i2i_parts``).
+
+Three more carry the discriminator-side parts (DiffAugment, ADA, LeCam): ``augment_d(images,
+labels)`` transforms every batch D sees (reals, whose R1 gradient flows through it, and
+fakes, in D and G steps), ``d_regularizer(logits_real, logits_fake)`` adds a term to D's loss,
+and ``after_d_step(logits_real)`` reads D's outputs on the reals after each D step.
 
 Randomness: the networks are built and He-initialised under ``torch.manual_seed(seed)`` (as
 main.py:35 seeds before building the Solver) inside a forked RNG, and the latents a batch does
@@ -40,6 +48,9 @@ from mixgan.nets.stargan2 import StarGANv2Config, StarGANv2Nets, build_nets, he_
 
 AugmentInputs = Callable[[Tensor, Tensor], Tensor]
 StyleMixer = Callable[[Tensor, Tensor], Tensor]
+StyleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
+DRegularizer = Callable[[Tensor, Tensor], Tensor | None]
+AfterDStep = Callable[[Tensor], None]
 
 #: the networks the EMA tracks and the official checkpoint ``_nets_ema`` holds (solver.py:137)
 EMA_NETS = ("generator", "mapping_network", "style_encoder")
@@ -174,12 +185,21 @@ class StarGANv2Trainer:
         device: torch.device | str = "cpu",
         augment_inputs: AugmentInputs | None = None,
         style_mixer: StyleMixer | None = None,
+        style_loss: StyleLoss | None = None,
+        augment_d: AugmentInputs | None = None,
+        d_regularizer: DRegularizer | None = None,
+        after_d_step: AfterDStep | None = None,
     ) -> None:
         self.config = config
         self.settings = settings or StarGANv2TrainSettings()
         self.device = torch.device(device)
         self.augment_inputs = augment_inputs
         self.style_mixer = style_mixer
+        self.style_loss = style_loss
+        self.augment_d = augment_d
+        self.d_regularizer = d_regularizer
+        self.after_d_step = after_d_step
+        self._logits_real: Tensor | None = None
         self.step = 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -222,6 +242,12 @@ class StarGANv2Trainer:
             style = self.style_mixer(style, nets.style_encoder(refs[1], labels))
         return style
 
+    def _d(self, images: Tensor, labels: Tensor) -> Tensor:
+        """D's logits of ``images`` seen through ``augment_d`` (when set)."""
+        if self.augment_d is not None:
+            images = self.augment_d(images, labels)
+        return self.nets.discriminator(images, labels)
+
     def d_loss(
         self,
         x_real: Tensor,
@@ -234,16 +260,22 @@ class StarGANv2Trainer:
         (solver.py ``compute_d_loss``) and its terms."""
         if (z is None) == (refs is None):
             raise ValueError("give exactly one of z and refs")
-        D = self.nets.discriminator
         x_real = x_real.detach().requires_grad_(True)
-        out_real = D(x_real, y_org)
+        out_real = self._d(x_real, y_org)
         r1 = r1_penalty(out_real, x_real)
         with torch.no_grad():
             x_fake = self.nets.generator(x_real, self._styles(y_trg, z, refs))
-        out_fake = D(x_fake, y_trg)
+        out_fake = self._d(x_fake, y_trg)
         loss = discriminator_loss(out_real, out_fake, r1, self.settings.lambda_reg)
         real, fake = adversarial_loss(out_real, 1), adversarial_loss(out_fake, 0)
-        return loss, {"real": real.item(), "fake": fake.item(), "reg": r1.item()}
+        terms = {"real": real.item(), "fake": fake.item(), "reg": r1.item()}
+        if self.d_regularizer is not None:
+            extra = self.d_regularizer(out_real, out_fake)
+            if extra is not None:
+                loss = loss + extra
+                terms["extra"] = extra.item()
+        self._logits_real = out_real.detach()
+        return loss, terms
 
     def g_loss(
         self,
@@ -260,8 +292,13 @@ class StarGANv2Trainer:
         nets, s = self.nets, self.settings
         style = self._styles(y_trg, zs[0] if zs else None, refs)
         x_fake = nets.generator(x_real, style)
-        adv = adversarial_loss(nets.discriminator(x_fake, y_trg), 1)
-        sty = style_reconstruction_loss(nets.style_encoder(x_fake, y_trg), style)
+        adv = adversarial_loss(self._d(x_fake, y_trg), 1)
+        style_pred = nets.style_encoder(x_fake, y_trg)
+        if refs is not None and self.style_loss is not None:
+            style_b = nets.style_encoder(refs[1], y_trg)
+            sty = self.style_loss(style_pred, nets.style_encoder(refs[0], y_trg), style_b)
+        else:
+            sty = style_reconstruction_loss(style_pred, style)
         if zs is not None:
             style2 = nets.mapping_network(zs[1], y_trg)
         else:
@@ -274,6 +311,12 @@ class StarGANv2Trainer:
         loss = generator_loss(adv, sty, ds, cyc, s.lambda_sty, lambda_ds, s.lambda_cyc)
         terms = {"adv": adv.item(), "sty": sty.item(), "ds": ds.item(), "cyc": cyc.item()}
         return loss, terms
+
+    def _d_update(self, loss: Tensor) -> None:
+        """D's step, then ``after_d_step`` with its logits on the reals."""
+        self._update(loss, "discriminator")
+        if self.after_d_step is not None and self._logits_real is not None:
+            self.after_d_step(self._logits_real)
 
     def _update(self, loss: Tensor, *names: str) -> None:
         """Zero every optimiser's gradients (solver.py ``_reset_grad``), backpropagate, and
@@ -304,9 +347,9 @@ class StarGANv2Trainer:
         refs = (x_ref, x_ref2)
 
         loss, d_latent = self.d_loss(x_real, y_org, y_trg, z=z_trg)
-        self._update(loss, "discriminator")
+        self._d_update(loss)
         loss, d_ref = self.d_loss(x_real, y_org, y_trg, refs=refs)
-        self._update(loss, "discriminator")
+        self._d_update(loss)
         loss, g_latent = self.g_loss(x_real, y_org, y_trg, zs=(z_trg, z_trg2))
         self._update(loss, "generator", "mapping_network", "style_encoder")
         loss, g_ref = self.g_loss(x_real, y_org, y_trg, refs=refs)
