@@ -194,3 +194,50 @@ def test_paper_study_counts_the_translation_runs_as_runnable():
     assert all("alexnet" in cell.pending for cell in lpips)
     mixdl = {"name": "mixdl", "kind": "mixdl"}
     assert "not implemented for arch 'stargan2'" in registry.part_pending(mixdl, "stargan2")
+
+
+def _domain_zip(path: Path, folders: dict[str, int]) -> Path:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, format="PNG")
+    with zipfile.ZipFile(path, "w") as archive:
+        for folder, count in folders.items():
+            archive.writestr(f"train/{folder}/", b"")
+            for index in range(count):
+                archive.writestr(f"train/{folder}/{index}.png", buffer.getvalue())
+    return path
+
+
+def test_a_missing_or_empty_domain_folder_is_named_before_any_job(tmp_path):
+    from mixgan.config import validate_config
+    from mixgan.study import Study
+
+    data = _domain_zip(tmp_path / "afhq.zip", {"cat": 2, "dog": 0, "zebra": 1})
+    dataset = {"path": str(data), "subdir": "train", "resolution": 8, "labels": "subfolder",
+               "classes": ["cat", "dog", "wild"], "domains": "labels"}  # fmt: skip
+    config = {
+        "study": "t", "seeds": [0], "methods": {"none": []}, "datasets": {"afhq": dataset},
+        "backbones": {"s2": {"arch": "stargan2", "task": "image_to_image",
+                             "options": TINY_OPTIONS}},
+        "tables": {"scoremix_table5": {"paper": "scoremix", "title": "t",
+                                        "defaults": {"dataset": "afhq", "subset": "full",
+                                                     "backbone": "s2"},
+                                        "rows": [{"method": "none"}],
+                                        "metrics": ["fid_latent"]}},
+    }  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        Study(validate_config(config))
+    problems = str(error.value)
+    assert f"datasets.afhq.classes: {data}:train/dog: class folder holds no image" in problems
+    assert f"datasets.afhq.classes: {data}:train/wild: class folder missing" in problems
+    assert f"datasets.afhq.classes: {data}:train/: unexpected class folder(s) zebra" in problems
+    with pytest.raises(DataError, match="train/wild: class folder missing"):
+        prepare_dataset("afhq", validate_config(config)["datasets"]["afhq"],
+                        tmp_path / "p.zip", tmp_path / "p.json")  # fmt: skip
+    dataset["labels"] = "none"
+    with pytest.raises(ConfigError, match="datasets.afhq.classes: needs labels 'subfolder'"):
+        validate_config(config)

@@ -222,6 +222,8 @@ def _reference_problems(config: dict[str, Any]) -> list[str]:
             )
         if dataset.get("format") == "procedural" and dataset.get("path"):
             problems.append(f"datasets.{name}.path: a procedural dataset takes no path")
+        if dataset.get("classes") and dataset["labels"] != "subfolder":
+            problems.append(f"datasets.{name}.classes: needs labels 'subfolder'")
 
     for name, part in parts.items():
         if part["kind"] == "scoremix" and part["scorenet"] not in scorenets:

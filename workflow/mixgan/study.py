@@ -25,6 +25,7 @@ from mixgan.config import (
     validate_config,
 )
 from mixgan.data.pairs import pair_problems
+from mixgan.data.sources import class_folder_problems
 from mixgan.errors import ConfigError
 
 
@@ -258,6 +259,13 @@ class Study:
                 problems.append(f"datasets.{name}.path: {path} does not exist")
             elif dataset.get("format") == "pairs":  # unmatched files, named before anything runs
                 problems += pair_problems(name, {**dataset, "path": str(found)})
+            elif dataset.get("classes"):  # a missing domain folder, named before anything runs
+                problems += [
+                    f"datasets.{name}.classes: {problem}"
+                    for problem in class_folder_problems(
+                        found, dataset["classes"], dataset.get("subdir"), dataset["format"]
+                    )
+                ]
         weights = self.config["weights"]
         needed = {
             part["source_model"]

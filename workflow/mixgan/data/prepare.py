@@ -24,7 +24,7 @@ from mixgan import registry
 from mixgan.data import procedural
 from mixgan.data.imagezip import encode_png
 from mixgan.data.pairs import prepare_pairs
-from mixgan.data.sources import SourceImage, list_source_images
+from mixgan.data.sources import SourceImage, class_folder_problems, list_source_images
 from mixgan.errors import DataError
 from mixgan.io import atomic_path, sha256_bytes, write_json
 from mixgan.provenance import provenance
@@ -88,6 +88,13 @@ def prepare_dataset(name: str, dataset: dict[str, Any], out_zip: Path, out_manif
         stand_in = registry.PROCEDURAL_DATA
         pixels: Iterable[np.ndarray] = images
     else:
+        if dataset.get("classes"):
+            problems = class_folder_problems(
+                dataset["path"], dataset["classes"], dataset.get("subdir"),
+                dataset.get("format", "auto"),
+            )  # fmt: skip
+            if problems:
+                raise DataError(f"datasets.{name}.classes: " + "; ".join(problems))
         sources = list_source_images(
             dataset["path"], dataset.get("format", "auto"), dataset["labels"], dataset.get("subdir")
         )

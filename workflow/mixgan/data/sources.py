@@ -81,6 +81,40 @@ def list_source_images(
     return [SourceImage(n, path, label_of.get(r)) for n, r in zip(names, relative, strict=True)]
 
 
+def class_folder_problems(
+    path: str | Path, classes: list[str], subdir: str | None = None, fmt: str = "auto"
+) -> list[str]:
+    """The expected class sub-folders (``classes``) of a folder or zip dataset that are
+    missing or hold no image, and the sub-folders that are not expected, each named."""
+    path = Path(path)
+    fmt = ("zip" if path.suffix.lower() == ".zip" else "folder") if fmt == "auto" else fmt
+    prefix = f"{subdir.strip('/')}/" if subdir else ""
+    if fmt == "zip":
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()  # folders end in "/"
+    else:
+        members = [
+            p.relative_to(path).as_posix() + ("/" if p.is_dir() else "") for p in path.rglob("*")
+        ]
+    found: dict[str, int] = {}
+    for member in members:
+        parts = PurePosixPath(member.removeprefix(prefix)).parts
+        if member.startswith(prefix) and (len(parts) >= 2 or member.endswith("/")) and parts:
+            images = member.lower().endswith(IMAGE_SUFFIXES)
+            found[parts[0]] = found.get(parts[0], 0) + images
+    where = f"{path}:" if fmt == "zip" else f"{path}/"
+    problems = [
+        f"{where}{prefix}{name}: class folder missing" if name not in found
+        else f"{where}{prefix}{name}: class folder holds no image"
+        for name in classes
+        if not found.get(name)
+    ]  # fmt: skip
+    extra = sorted(set(found) - set(classes))
+    if extra:
+        problems.append(f"{where}{prefix}: unexpected class folder(s) {', '.join(extra)}")
+    return problems
+
+
 def _read_member(path: Path, name: str) -> bytes | None:
     if path.is_dir():
         member = path / name
