@@ -26,6 +26,8 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/oneshot_common.smk"
 include: "workflow/rules/oneshot.smk"
+include: "workflow/rules/remix_tasks_common.smk"
+include: "workflow/rules/remix_tasks.smk"
 include: "workflow/rules/translation_common.smk"
 include: "workflow/rules/translation.smk"
 

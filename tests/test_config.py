@@ -13,6 +13,7 @@ import yaml
 from mixgan import registry
 from mixgan.config import load_config_file, validate_config
 from mixgan.errors import ConfigError
+from mixgan.remix_tasks import EVALUATION_ROWS
 from mixgan.study import RunKey, Study
 
 from .conftest import REPO
@@ -134,7 +135,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     minimal_config["parts"]["remix"] = {"kind": "remix"}
     minimal_config["methods"]["remix"] = ["remix"]
     minimal_config["tables"]["scoremix_table1"]["rows"].append({"method": "remix"})
-    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "rank1", "lpips"]
+    minimal_config["tables"]["scoremix_table1"]["metrics"] = ["fid", "sifid_win_rate", "lpips"]
     study = Study(minimal_config)
     assert (
         study.runs[RunKey("shapes", "n12", "sg2", "remix", 0)]
@@ -143,7 +144,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     assert RunKey("shapes", "n12", "sg2", "remix", 0) not in study.runnable_runs()
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
     assert pending[("none", "fid")] is None
-    assert pending[("none", "rank1")] == "metric 'rank1' is not implemented yet"
+    assert pending[("none", "sifid_win_rate")] == "metric 'sifid_win_rate' is not implemented yet"
     assert pending[("none", "lpips")].startswith("lpips needs alexnet weights: set weights.alexnet")
     records = study.metric_records()
     assert {metric for _, metric, _, _ in records} == {"fid"}
@@ -151,7 +152,7 @@ def test_unimplemented_pieces_are_pending_not_errors(minimal_config):
     minimal_config["weights"] = {"allow_standins": True}  # labelled stand-ins: computable
     study = Study(minimal_config)
     pending = {(c.row, c.metric): c.pending for c in study.layouts["scoremix_table1"].cells}
-    assert pending[("none", "lpips")] is None and pending[("none", "rank1")]
+    assert pending[("none", "lpips")] is None and pending[("none", "sifid_win_rate")]
 
 
 def test_added_seed_and_ablation_grow_the_grid(minimal_config):
@@ -244,6 +245,11 @@ def test_published_values_name_cells_of_the_tables(name):
             assert name == "demo.yaml", f"{path.name} names no table of {name}"
             continue
         cells = {(c.published_row, c.published_column, c.metric) for c in tables[path.stem].cells}
+        arch = study.config["backbones"][tables[path.stem].cells[0].runs[0].backbone]["arch"]
+        if arch in EVALUATION_ROWS:  # ReMix Tables 2-3: the evaluation-only row (no run)
+            label, metrics = EVALUATION_ROWS[arch]
+            columns = {c.published_column for c in tables[path.stem].cells}
+            cells |= set(itertools.product([label], columns, metrics))
         if tables[path.stem].config.get("kind") == "winrate":  # SIFID x human winner (Table 7)
             outcomes = {"ours", "baseline"}
             cells = set(itertools.product(outcomes, outcomes, ["percent_of_tasks", "tasks"]))

@@ -25,6 +25,7 @@ def test_registry_matches_the_code_registries():
         set(registry.IMAGE_METRICS),
         set(registry.GENERATOR_METRICS),
         set(registry.TASK_METRICS),
+        set(registry.TRANSLATION_METRICS),
         set(registry.I2I_METRICS),
     ]
     assert set().union(*families) == registry.METRICS

@@ -598,6 +598,7 @@ def cmd_vote_simulate(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     import mixgan.cli_i2i  # noqa: F401 - registers the StarGAN v2 translation commands
     import mixgan.cli_oneshot  # noqa: F401 - registers the one-shot translation commands
+    import mixgan.cli_remix  # noqa: F401 - registers the ReMix Tables 2-3 commands
 
     parser = argparse.ArgumentParser(prog="mixgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

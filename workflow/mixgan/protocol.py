@@ -44,6 +44,7 @@ import yaml
 
 from mixgan import registry
 from mixgan.evaluation import relevant
+from mixgan.remix_tasks import TRACK_ARCHS, track_options
 from mixgan.study import RunKey, Study
 
 SOURCES_DIR = Path(__file__).resolve().parents[2] / "config" / "protocol"
@@ -118,6 +119,25 @@ CODE_FACTS: dict[str, dict[str, Any]] = {
     # StarGAN v2's evaluation (mixgan.i2i_eval)
     "stargan2": {
         "stargan2.evaluation_sources": "the prepared dataset (AFHQ train split)",
+    },
+    # ReMix Table 3 (mixgan.train.spade_train, mixgan.remix_eval)
+    "spade": {
+        "spade.losses": "hinge GAN + D feature matching + VGG-19 perceptual",
+        "spade.remix_losses": "VGG loss relative (t1, t2); no feature matching on mixed steps",
+        "spade.mixed_input": "one-hot label map (+ instance edges) interpolated",
+        "spade.evaluation": (
+            "val split: DRN-D-105 mIoU and pixel accuracy over the 19 trainIds; "
+            "FID of the val translations against the val photos"
+        ),
+    },
+    # ReMix Table 2 (mixgan.train.nirvis, mixgan.remix_eval)
+    "lightcnn_stylegan2": {
+        "nirvis.encoder": "LightCNN-29 v2 fc feature (256-d) of the NIR image, frozen",
+        "nirvis.decoder_regularisers": "lazy R1 only (no path length, style mixing, G EMA)",
+        "nirvis.evaluation": (
+            "fold-1 NIR probes translated; LightCNN cosine similarity against the VIS "
+            "gallery: Rank-1, VR at FAR 1 % and 0.1 %"
+        ),
     },
     # FastGAN's samples (mixgan.sample.generate_images)
     "fastgan": {
@@ -196,6 +216,8 @@ def row_settings(
     backbone = {k: v for k, v in spec["backbone"].items() if k != "name"}
     if backbone["arch"] not in registry.TRAINER_CLASSES:  # the schema's train defaults, unused
         backbone.pop("train", None)
+    if backbone["arch"] in TRACK_ARCHS:  # every option (the defaults too) has its source
+        backbone["options"] = track_options(backbone)
     tree: dict[str, Any] = {
         "dataset": {
             "resolution": spec["resolution"],
@@ -207,6 +229,8 @@ def row_settings(
         if evaluation is not None
         else {k: v for k, v in study.config["evaluation"].items() if k != "papers"},
     }
+    if backbone["arch"] in TRACK_ARCHS:  # scored by mixgan remix-eval (its code facts)
+        tree["evaluation"] = {}
     parts = spec["method"]["parts"]
     tree["part"] = {
         p["kind"]: {k: v for k, v in p.items() if k not in ("name", "kind")} for p in parts

@@ -19,12 +19,16 @@ TRAINERS: dict[str, frozenset[str]] = {
     "biggan": frozenset({"class_conditional"}),
     "sincut": frozenset({"one_shot_image_to_image"}),
     "stargan2": frozenset({"image_to_image"}),
+    "spade": frozenset({"paired_image_to_image"}),
+    "lightcnn_stylegan2": frozenset({"paired_image_to_image"}),
 }
 
 #: archs trained by a command of their own instead of the GAN loop: arch -> the command.
 DEDICATED_TRAINERS: dict[str, str] = {
     "sincut": "mixgan oneshot-train (workflow/rules/oneshot.smk)",
     "stargan2": "mixgan train, its own loop (TRAINING_LOOPS; workflow/rules/translation.smk)",
+    "spade": "mixgan remix-train (workflow/rules/remix_tasks.smk)",
+    "lightcnn_stylegan2": "mixgan remix-train (workflow/rules/remix_tasks.smk)",
 }
 
 #: archs whose runs ``mixgan train`` trains with a loop of their own instead of the GAN loop
@@ -37,6 +41,9 @@ DEDICATED_PARTS: frozenset[str] = frozenset({"remix", "weighted_mixup"})
 #: the only part kinds an arch with a dedicated trainer runs: arch -> kinds.
 ARCH_PARTS: dict[str, frozenset[str]] = {
     "sincut": frozenset({"scoremix"}),
+    # ReMix Tables 2-3 (mixgan.remix_tasks.TRACK_PARTS): the mixing of the inputs
+    "spade": frozenset({"remix", "mixup", "weighted_mixup"}),
+    "lightcnn_stylegan2": frozenset({"remix", "mixup", "weighted_mixup"}),
     # StarGAN v2 (mixgan.train.i2i_parts.KINDS): style mixing, generator inputs, D's parts
     "stargan2": frozenset(
         {
@@ -81,12 +88,17 @@ METRICS: frozenset[str] = frozenset(
         "distinct_neighbours", "lpips", "ppl", "ppl_interval_mean", "ppl_interval_std",
         "ppl_end_to_end", "gpu_hours", "gpu_hours_scoremix", "wallclock_hours",
         "wallclock_hours_scoremix", "sifid", "fid_latent", "fid_reference", "lpips_latent",
-        "lpips_reference",
+        "lpips_reference", "rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy",
     }
 )  # fmt: skip
 
 #: metrics of one-shot tasks, one record per task (``mixgan oneshot-sifid``).
 TASK_METRICS: frozenset[str] = frozenset({"sifid"})
+
+#: metrics of ReMix Tables 2-3, computed per table by ``mixgan remix-eval`` (its FID too).
+TRANSLATION_METRICS: frozenset[str] = frozenset(
+    {"rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy"}
+)
 
 #: StarGAN v2's protocol (``mixgan i2i-eval``, one job writes the records of a run):
 #: metric -> the network it runs
@@ -161,7 +173,9 @@ LABEL_MEANINGS: dict[str, str] = {
 }
 
 #: dataset formats ``mixgan.data.prepare`` reads.
-DATASET_FORMATS: frozenset[str] = frozenset({"auto", "folder", "zip", "procedural", "pairs"})
+DATASET_FORMATS: frozenset[str] = frozenset(
+    {"auto", "folder", "zip", "procedural", "pairs", "cityscapes", "casia_nir_vis"}
+)
 
 #: ``winrate``: ScoreMix Table 7 (``mixgan.report.oneshot``, its own rule)
 TABLE_KINDS: frozenset[str] = frozenset({"pivot", "winrate"})

