@@ -336,6 +336,22 @@ def cmd_augment(args: argparse.Namespace) -> None:
 # -- GAN ------------------------------------------------------------------------------------
 
 
+def run_training(train: Callable[[], Any]) -> tuple[int, Any]:
+    """Run a training call: ``(0, its result)``, or the exit code of a stop: 143 after a
+    signal (its checkpoint written: rerunning the job resumes), 3 when the run failed
+    (non-finite losses; the last good checkpoint kept)."""
+    from mixgan.train.paths import Interrupted, TrainingError
+
+    try:
+        return 0, train()
+    except Interrupted as stop:
+        log.warning("%s", stop)
+        return 143, None
+    except TrainingError as error:
+        log.error("%s", error)
+        return 3, None
+
+
 @command(
     "train",
     "train (or resume) one GAN run",
@@ -370,7 +386,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mixgan.io import write_json
     from mixgan.provenance import provenance
     from mixgan.train.loop import train_gan, training_loop
-    from mixgan.train.paths import Interrupted, TrainingError, TrainPaths
+    from mixgan.train.paths import TrainPaths
 
     if args.threads:  # under torchrun the job's threads are shared by its processes
         args.threads = max(args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
@@ -391,14 +407,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         source_model=args.source_model,
         keep_networks=args.keep_networks,
     )
-    try:
-        summary = training_loop(args.spec["backbone"]["arch"], train_gan)(args.spec, paths, log)
-    except Interrupted as stop:
-        log.warning("%s", stop)
-        return 143
-    except TrainingError as error:
-        log.error("%s", error)
-        return 3
+    loop = training_loop(args.spec["backbone"]["arch"], train_gan)
+    code, summary = run_training(lambda: loop(args.spec, paths, log))
+    if code:
+        return code
     if summary:  # rank 0 of a multi-process run, or the only process
         record = {"spec": args.spec, "summary": summary, "provenance": provenance()}
         write_json(args.run_json, record)

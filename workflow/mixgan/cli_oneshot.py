@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixgan.cli import SPEC, THREADS, _threads, arg, command, log
+from mixgan.cli import SPEC, THREADS, _threads, arg, command, log, run_training
 
 PAIRS = arg("--pairs", required=True, type=Path, help="pairs.zip of the prepared dataset")
 TASK = arg("--task", required=True, help="the task id (a pair of the dataset)")
@@ -63,20 +63,17 @@ def cmd_oneshot_train(args: argparse.Namespace) -> int:
     from mixgan.metrics.inception import pick_device
     from mixgan.provenance import provenance
     from mixgan.train.oneshot import train_oneshot
-    from mixgan.train.paths import Interrupted, TrainingError
 
     _threads(args)
     source, target = read_pair(args.pairs, args.task)
     pool = read_image_zip(args.augmented) if args.augmented else None
     device = pick_device(args.spec["device"])
-    try:
-        image, summary = train_oneshot(args.spec, source, target, args.run_dir, pool, device, log)
-    except Interrupted as stop:
-        log.warning("%s", stop)
-        return 143
-    except TrainingError as error:
-        log.error("%s", error)
-        return 3
+    code, result = run_training(
+        lambda: train_oneshot(args.spec, source, target, args.run_dir, pool, device, log)
+    )
+    if code:
+        return code
+    image, summary = result
     with atomic_open(args.image, "wb") as handle:
         handle.write(encode_png(image))
     inputs = {"pairs": str(args.pairs), "pairs_sha256": sha256_file(args.pairs)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixgan.cli import SPEC, THREADS, _threads, arg, command, log
+from mixgan.cli import SPEC, THREADS, _threads, arg, command, log, run_training
 
 DATA = arg("--data", required=True, type=Path, help="the prepared dataset (.npz)")
 
@@ -50,21 +50,15 @@ def cmd_remix_train(args: argparse.Namespace) -> int:
     from mixgan.io import atomic_path, sha256_file, write_json
     from mixgan.metrics.inception import pick_device
     from mixgan.provenance import provenance
-    from mixgan.train.paths import Interrupted, TrainingError
     from mixgan.train.remix_run import train_run
 
     _threads(args)
     device = pick_device(args.spec["device"])
-    try:
-        generator, summary = train_run(
-            args.spec, load_remix_data(args.data), args.run_dir, device, log
-        )
-    except Interrupted as stop:
-        log.warning("%s", stop)
-        return 143
-    except TrainingError as error:
-        log.error("%s", error)
-        return 3
+    data = load_remix_data(args.data)
+    code, result = run_training(lambda: train_run(args.spec, data, args.run_dir, device, log))
+    if code:
+        return code
+    generator, summary = result
     with atomic_path(args.generator) as tmp:
         torch.save(generator, tmp)
     write_json(

@@ -144,8 +144,9 @@ class NIRVISTrainer:
             d1 = (fake - t1).abs().flatten(1).mean(1)
             d2 = (fake - t2).abs().flatten(1).mean(1)
             g["L1"] = self.options["lambda_l1"] * self.relative(d1, d2)
-            j = partners(len(fake))
-            self.relative.update((fake.detach() - t2[j]).abs().flatten(1).mean(1))
+            if len(fake) > 1:  # ā: distances to unrelated targets of the batch (Eq. 10)
+                j = partners(len(fake))
+                self.relative.update((fake.detach() - t2[j]).abs().flatten(1).mean(1))
         else:
             g["L1"] = self.options["lambda_l1"] * (fake - target).abs().mean()
         self.opt_g.zero_grad(set_to_none=True)
@@ -165,8 +166,8 @@ class NIRVISTrainer:
         sum(d.values()).backward()
         self.opt_d.step()
         self.step += 1
-        return {f"G/{k}": float(v) for k, v in g.items()} | {
-            f"D/{k}": float(v) for k, v in d.items()
+        return {f"G/{k}": v.item() for k, v in g.items()} | {
+            f"D/{k}": v.item() for k, v in d.items()
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -211,6 +211,7 @@ def relative_vgg_loss(
     current ā, then ā updated from d(s', t²_j), j ≠ i; ``partner`` gives j, random if None)."""
     f_fake, f1, f2 = vgg(fake), vgg(t1), vgg(t2)
     loss = weight * relative(vgg_distance(f_fake, f1), vgg_distance(f_fake, f2))
-    j = partners(len(fake)) if partner is None else partner
-    relative.update(vgg_distance([f.detach() for f in f_fake], [f[j] for f in f2]))
+    if len(fake) > 1:  # a batch of one has no unrelated target: ā stays
+        j = partners(len(fake)) if partner is None else partner
+        relative.update(vgg_distance([f.detach() for f in f_fake], [f[j] for f in f2]))
     return loss

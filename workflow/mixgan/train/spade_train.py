@@ -146,8 +146,8 @@ class SPADETrainer:
         sum(d.values()).backward()
         self.opt_d.step()
         self.step += 1
-        return {f"G/{k}": float(v) for k, v in g.items()} | {
-            f"D/{k}": float(v) for k, v in d.items()
+        return {f"G/{k}": v.item() for k, v in g.items()} | {
+            f"D/{k}": v.item() for k, v in d.items()
         }
 
     def state_dict(self) -> dict[str, Any]:
