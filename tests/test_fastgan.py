@@ -16,7 +16,7 @@ import torch
 from mixgan.config import validate_config
 from mixgan.data.imagezip import to_numpy
 from mixgan.errors import ConfigError
-from mixgan.metrics import compute_generator_metric_record
+from mixgan.metrics import compute_generator_metric_records
 from mixgan.metrics.lpips_distance import load_lpips
 from mixgan.metrics.weights import provision_torchvision
 from mixgan.nets.fastgan import Discriminator, Generator, quadrant, sle_pairs
@@ -340,7 +340,10 @@ def test_a_fastgan_network_file_loads_and_samples(minimal_config, data, tmp_path
         "evaluation": {**Study(fastgan_config(minimal_config)).config["evaluation"],
                        "ppl_space": "w", "ppl_pairs": 2},
     }  # fmt: skip
-    record = compute_generator_metric_record(metric_spec, tmp_path / "network.pt", vgg, "cpu")
+    records = compute_generator_metric_records(metric_spec, tmp_path / "network.pt", vgg, "cpu")
+    assert set(records) == {"ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end"}
+    assert all(r["metric"] == name for name, r in records.items())
+    record = records["ppl_interval_mean"]
     assert record["space"] == "z" and record["interpolation"] == "lerp"
     assert math.isfinite(record["value"]) and record["value"] > 0
     assert "stand-in features" in record["labels"]

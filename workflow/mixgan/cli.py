@@ -460,8 +460,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     arg("--augmented-record", type=Path, help="cost metrics: its augmented set's record"),
     arg("--device", default="auto"),
     arg("--out", required=True, type=Path),
+    arg("--out-siblings", nargs="*", default=[], help="PPL interval metrics: the records "
+        "the same computation serves, as METRIC=PATH (registry.PPL_INTERVAL_METRICS)"),
     THREADS,
-)
+)  # fmt: skip
 def cmd_metric(args: argparse.Namespace) -> None:
     from mixgan import metrics, registry
     from mixgan.io import write_json
@@ -486,9 +488,12 @@ def cmd_metric(args: argparse.Namespace) -> None:
             args.spec, args.samples_zip, args.weights, args.device
         )
     elif name in registry.GENERATOR_METRICS:
-        record = metrics.compute_generator_metric_record(
+        records = metrics.compute_generator_metric_records(
             args.spec, args.network, args.weights, args.device
         )
+        record = records.pop(name)
+        for sibling, path in (item.split("=", 1) for item in args.out_siblings):
+            write_json(Path(path), records[sibling])
     else:
         record = metrics.compute_metric_record(args.spec, args.samples, args.reference)
     write_json(args.out, record)

@@ -126,6 +126,9 @@ GENERATOR_METRICS: dict[str, str] = {
     name: "vgg16" for name in ("ppl", "ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end")
 }
 
+#: the records one interval-uniformity computation of a generator serves (MixDL Table 2)
+PPL_INTERVAL_METRICS: tuple[str, ...] = ("ppl_interval_mean", "ppl_interval_std", "ppl_end_to_end")
+
 #: feature family -> the network (file in ``weights.dir``) it runs.
 EXTRACTOR_NETWORKS: dict[str, str] = {
     "inception": "inception", "inception_spatial": "inception", "inception_probs": "inception",

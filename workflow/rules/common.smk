@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
@@ -26,6 +27,7 @@ from mixgan.registry import (  # noqa: E402
     CURVE_FIGURE_KINDS,
     FIGURES_WITHOUT_RUNS,
     GENERATOR_METRICS,
+    PPL_INTERVAL_METRICS,
     IMAGE_METRICS,
     METRIC_FIGURE_KINDS,
     PROCEDURAL_DATA,
@@ -352,6 +354,17 @@ def metric_spec(wildcards):
             **({"gpus": gpus} if wildcards.metric in RUN_METRICS else {}),
         }
     )
+
+
+def ppl_interval_spec(wildcards):
+    """The spec of the first interval-uniformity record (its siblings share it)."""
+    names = dict(wildcards.items())
+    return metric_spec(SimpleNamespace(**names, metric=PPL_INTERVAL_METRICS[0], reference="none"))
+
+
+def ppl_interval_siblings(wildcards, output):
+    """``--out-siblings`` of the interval-uniformity job: the records after the first."""
+    return " ".join(shlex.quote(f"{m}={output[m]}") for m in PPL_INTERVAL_METRICS[1:])
 
 
 def published_values(wildcards):

@@ -57,3 +57,34 @@ rule metric:
     shell:
         "python -m mixgan metric --spec {params.spec:q} {params.inputs} --device {params.device} "
         "--threads {threads} --out {output:q} > {log} 2>&1"
+
+
+# One interval-uniformity pass of a generator serves MixDL's three interval records
+ruleorder: ppl_intervals > metric
+
+
+rule ppl_intervals:
+    input:
+        network=f"{RUN}/network.pt",
+        weights=network_weights(GENERATOR_METRICS[PPL_INTERVAL_METRICS[0]]),
+    output:
+        **{m: f"{RUN}/metrics/{m}-none{{variant}}.json" for m in PPL_INTERVAL_METRICS},
+    params:
+        spec=ppl_interval_spec,
+        siblings=ppl_interval_siblings,
+        device=STUDY.config["device"],
+    threads: res("metric", "cpus")
+    resources:
+        gpu=res("metric", "gpu"),
+        mem_mb=res("metric", "mem_mb"),
+        runtime=runtime("metric"),
+    conda:
+        ENV
+    log:
+        f"{R}/logs/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/ppl_intervals{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/metric/{{dataset}}/{{subset}}/{{backbone}}/{{method}}/seed{{seed}}/ppl_intervals{{variant}}.tsv"
+    shell:
+        "python -m mixgan metric --spec {params.spec:q} --network {input.network:q} "
+        "--weights {input.weights:q} --device {params.device} --threads {threads} "
+        "--out {output.ppl_interval_mean:q} --out-siblings {params.siblings} > {log} 2>&1"

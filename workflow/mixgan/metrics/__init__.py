@@ -333,10 +333,12 @@ def compute_image_metric_record(
     )
 
 
-def compute_generator_metric_record(
+def compute_generator_metric_records(
     spec: dict[str, Any], network_path: str | Path, weights_path: str | Path, device: str = "auto"
-) -> dict[str, Any]:
-    """PPL or an interval-uniformity metric of a run's generator (LPIPS-VGG distances)."""
+) -> dict[str, dict[str, Any]]:
+    """PPL, or the interval-uniformity metrics, of a run's generator (LPIPS-VGG distances):
+    ``spec["metric"]``'s record, and for an interval metric its siblings' too
+    (``registry.PPL_INTERVAL_METRICS``: one computation serves all three)."""
     import functools
 
     from mixgan.metrics.inception import pick_device
@@ -369,21 +371,27 @@ def compute_generator_metric_record(
             generate, distance, generator.z_dim, evaluation["ppl_samples"],
             epsilon=evaluation["ppl_epsilon"], batch_size=evaluation["batch"], **options,
         )  # fmt: skip
-        value, count = result.value, evaluation["ppl_samples"]
+        values, count = {name: result.value}, evaluation["ppl_samples"]
     else:
         result = interval_uniformity(
             generate, distance, generator.z_dim, evaluation["ppl_pairs"],
             intervals=evaluation["ppl_intervals"], **options,
         )  # fmt: skip
-        field = name.removeprefix("ppl_interval_").removeprefix("ppl_")
-        value, count = getattr(result, field), evaluation["ppl_pairs"]
-    return _record(
-        spec,
-        float(value),
-        record_labels(spec, network),
-        num_samples=int(count),
-        num_reference=None,
-        space="w" if in_w else "z",
-        interpolation=interpolation,
-        feature_network=network,
-    )
+        values = {
+            metric: getattr(result, metric.removeprefix("ppl_interval_").removeprefix("ppl_"))
+            for metric in registry.PPL_INTERVAL_METRICS
+        }
+        count = evaluation["ppl_pairs"]
+    return {
+        metric: _record(
+            {**spec, "metric": metric},
+            float(value),
+            record_labels(spec, network),
+            num_samples=int(count),
+            num_reference=None,
+            space="w" if in_w else "z",
+            interpolation=interpolation,
+            feature_network=network,
+        )
+        for metric, value in values.items()
+    }
