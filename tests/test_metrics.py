@@ -95,6 +95,18 @@ def test_kid_equals_brute_force_unbiased_mmd():
     )
 
 
+def test_kid_equals_clean_fid_with_the_same_subsets():
+    from cleanfid.fid import kernel_distance
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 16)), rng.normal(0.3, 1.0, size=(50, 16))
+    np.random.seed(11)  # noqa: NPY002 - clean-fid draws from the legacy global stream
+    expected = kernel_distance(x, y, num_subsets=5, max_subset_size=25)
+    assert kid_from_features(x, y, num_subsets=5, max_subset_size=25, seed=11) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
 def test_kid_is_seeded_and_leaves_the_global_rng_alone():
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))

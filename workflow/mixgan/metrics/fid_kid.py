@@ -7,8 +7,8 @@
   6x faster at 2048 dimensions, and without its imaginary-part workarounds.
 * KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³ averaged over
   ``num_subsets`` random subsets of size min(n, m, max_subset_size)
-  (``cleanfid.fid.kernel_distance``). clean-fid draws subsets from NumPy's global RNG, so it
-  is seeded here and the seed recorded.
+  (``cleanfid.fid.kernel_distance``'s value and subsets: its draws from NumPy's legacy
+  stream, seeded here and the seed recorded), in NumPy: a KID job imports no torch.
 """
 
 from __future__ import annotations
@@ -64,16 +64,18 @@ def kid_from_features(
     max_subset_size: int = 1000,
     seed: int = 0,
 ) -> float:
-    from cleanfid.fid import kernel_distance  # imports torch: only where KID is computed
-
-    state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is the state we manage
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global RNG is the state we manage
-    try:
-        return kernel_distance(
-            np.asarray(features_a, dtype=np.float64),
-            np.asarray(features_b, dtype=np.float64),
-            num_subsets=num_subsets,
-            max_subset_size=max_subset_size,
-        )
-    finally:
-        np.random.set_state(state)  # noqa: NPY002 - the legacy global RNG is the state we manage
+    """Unbiased MMD² with the cubic polynomial kernel, averaged over random subsets (module
+    docstring); the subsets are the ones ``cleanfid.fid.kernel_distance`` draws after
+    ``np.random.seed(seed)`` (b's subset, then a's), so the value equals clean-fid's."""
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    dim, size = a.shape[1], min(len(a), len(b), max_subset_size)
+    rng = np.random.RandomState(seed)  # noqa: NPY002 - clean-fid's draws: the legacy stream
+    total = 0.0
+    for _ in range(num_subsets):
+        x = b[rng.choice(len(b), size, replace=False)]
+        y = a[rng.choice(len(a), size, replace=False)]
+        k_xx, k_yy = (x @ x.T / dim + 1) ** 3, (y @ y.T / dim + 1) ** 3
+        within = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)
+        total += within / (size * (size - 1)) - 2 * ((x @ y.T / dim + 1) ** 3).mean()
+    return float(total / num_subsets)
