@@ -563,55 +563,6 @@ def cmd_provenance(args: argparse.Namespace) -> None:
         handle.write(rst_to_html(page) if args.out.suffix == ".html" else page)
 
 
-# -- human evaluation (ScoreMix Table 7) -----------------------------------------------------
-
-
-@command(
-    "vote",
-    "serve the blind two-way comparison page of the human evaluation (votes into SQLite)",
-    arg("--tasks", required=True, type=Path, help="TASKS.json: source, target, two results"),
-    arg("--db", required=True, type=Path, help="SQLite database of the votes (created)"),
-    arg("--port", type=int, default=8765),
-    arg("--host", default="127.0.0.1", help="0.0.0.0 to accept raters from other machines"),
-    arg("--seed", type=int, default=0, help="study seed: with the rater id, seeds each plan"),
-)
-def cmd_vote(args: argparse.Namespace) -> None:
-    from mixgan.vote import serve
-    from mixgan.votes import load_tasks
-
-    serve(load_tasks(args.tasks), args.db, args.host, args.port, args.seed)
-
-
-@command(
-    "vote-export",
-    "write the votes of a vote database as CSV (one row per vote, with a simulated column)",
-    arg("--db", required=True, type=Path),
-    arg("--out", required=True, type=Path),
-)
-def cmd_vote_export(args: argparse.Namespace) -> None:
-    from mixgan.votes import export_csv
-
-    if not args.db.is_file():
-        raise DataError(f"{args.db}: no such vote database")
-    log.info("wrote %d votes to %s", export_csv(args.db, args.out), args.out)
-
-
-@command(
-    "vote-simulate",
-    "seeded demo votes of simulated raters (marked simulated) through the vote storage",
-    arg("--tasks", required=True, type=Path),
-    arg("--db", required=True, type=Path),
-    arg("--raters", type=int, default=5),
-    arg("--seed", type=int, default=0),
-    arg("--prefer", help="the method simulated raters lean to (default: second sorted name)"),
-)
-def cmd_vote_simulate(args: argparse.Namespace) -> None:
-    from mixgan.votes import load_tasks, simulate_votes
-
-    count = simulate_votes(args.db, load_tasks(args.tasks), args.raters, args.seed, args.prefer)
-    log.info("wrote %d simulated votes of %d raters to %s", count, args.raters, args.db)
-
-
 def build_parser() -> argparse.ArgumentParser:
     import mixgan.cli_i2i  # noqa: F401 - registers the StarGAN v2 translation commands
     import mixgan.cli_oneshot  # noqa: F401 - registers the one-shot translation commands

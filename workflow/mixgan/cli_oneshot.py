@@ -2,7 +2,8 @@
 
 Registered into :mod:`mixgan.cli` when its parser is built; each is one rule of
 ``workflow/rules/oneshot.smk``: the source crops a task's score network trains on, one SinCUT
-run of one task, its SIFID record, the vote page's tasks file, the table and the figure.
+run of one task, its SIFID record, the vote page's tasks file, the table and the figure; and
+the human evaluation's vote page, its export and the demo's simulated votes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from mixgan.cli import SPEC, THREADS, _threads, arg, command, log, run_training
+from mixgan.errors import DataError
 
 PAIRS = arg("--pairs", required=True, type=Path, help="pairs.zip of the prepared dataset")
 TASK = arg("--task", required=True, help="the task id (a pair of the dataset)")
@@ -167,3 +169,52 @@ def cmd_oneshot_figure(args: argparse.Namespace) -> None:
     from mixgan.report.oneshot import draw_fig9
 
     draw_fig9(args.spec, args.pairs, args.sifid, args.out_png, args.out_pdf)
+
+
+# -- human evaluation (ScoreMix Table 7) -----------------------------------------------------
+
+
+@command(
+    "vote",
+    "serve the blind two-way comparison page of the human evaluation (votes into SQLite)",
+    arg("--tasks", required=True, type=Path, help="TASKS.json: source, target, two results"),
+    arg("--db", required=True, type=Path, help="SQLite database of the votes (created)"),
+    arg("--port", type=int, default=8765),
+    arg("--host", default="127.0.0.1", help="0.0.0.0 to accept raters from other machines"),
+    arg("--seed", type=int, default=0, help="study seed: with the rater id, seeds each plan"),
+)
+def cmd_vote(args: argparse.Namespace) -> None:
+    from mixgan.vote import serve
+    from mixgan.votes import load_tasks
+
+    serve(load_tasks(args.tasks), args.db, args.host, args.port, args.seed)
+
+
+@command(
+    "vote-export",
+    "write the votes of a vote database as CSV (one row per vote, with a simulated column)",
+    arg("--db", required=True, type=Path),
+    arg("--out", required=True, type=Path),
+)
+def cmd_vote_export(args: argparse.Namespace) -> None:
+    from mixgan.votes import export_csv
+
+    if not args.db.is_file():
+        raise DataError(f"{args.db}: no such vote database")
+    log.info("wrote %d votes to %s", export_csv(args.db, args.out), args.out)
+
+
+@command(
+    "vote-simulate",
+    "seeded demo votes of simulated raters (marked simulated) through the vote storage",
+    arg("--tasks", required=True, type=Path),
+    arg("--db", required=True, type=Path),
+    arg("--raters", type=int, default=5),
+    arg("--seed", type=int, default=0),
+    arg("--prefer", help="the method simulated raters lean to (default: second sorted name)"),
+)
+def cmd_vote_simulate(args: argparse.Namespace) -> None:
+    from mixgan.votes import load_tasks, simulate_votes
+
+    count = simulate_votes(args.db, load_tasks(args.tasks), args.raters, args.seed, args.prefer)
+    log.info("wrote %d simulated votes of %d raters to %s", count, args.raters, args.db)
