@@ -89,7 +89,13 @@ rule remix_table:
         results=f"{R}/remix/{{remix_table}}/results.json",
         published=lambda wc: oneshot_published(wc.remix_table),
     output:
-        csv=f"{R}/tables/{{remix_table}}.csv",
+        csv=report(
+            f"{R}/tables/{{remix_table}}.csv",
+            caption="../report/remix_table.rst",
+            category=PAPER_TITLES.get("remix", "remix"),
+            subcategory="{remix_table}",
+            labels={"table": "{remix_table}", "format": "tidy csv"},
+        ),
         md=f"{R}/tables/{{remix_table}}.md",
         tex=f"{R}/tables/{{remix_table}}.tex",
         ranking=f"{R}/tables/{{remix_table}}.ranking.csv",

@@ -54,7 +54,13 @@ rule i2i_grid:
     input:
         unpack(i2i_grid_inputs),
     output:
-        png=f"{R}/figures/{{layout}}.png",
+        png=report(
+            f"{R}/figures/{{layout}}.png",
+            caption="../report/i2i_grid.rst",
+            category=report_category,
+            subcategory="{layout}",
+            labels={"figure": "{layout}"},
+        ),
         pdf=f"{R}/figures/{{layout}}.pdf",
     params:
         spec=i2i_grid_spec,
