@@ -73,7 +73,8 @@ def tiny_config(weights_dir: Path) -> dict:
         "rows": [{"method": "none"}, {"method": "scoremix"}],
         "metrics": ["gpu_hours", "gpu_hours_scoremix"],
     }
-    # A table with no computable cell (ReMix is not implemented): written with the paper's values.
+    # A table with no computable cell (ReMix is not implemented for StyleGAN2): written with the
+    # paper's values.
     config["parts"]["remix"] = {"kind": "remix"}
     config["methods"]["remix"] = ["remix"]
     config["tables"]["remix_table2"] = {
@@ -168,7 +169,7 @@ def test_dag_runs_end_to_end_and_writes_the_table(tiny_run):
     assert (root / "figures" / "scoremix_fig4.png").stat().st_size > 10_000
     pending = (root / "tables" / "remix_table2.md").read_text()
     assert "| Baseline + ReMix | — [1] (98.18) |" in pending  # ReMix, Table 2, as printed
-    assert "part kind 'remix' is not implemented yet" in pending
+    assert "part kind 'remix' is not implemented for arch 'stylegan2' yet" in pending
     assert (root / "figures" / "scoremix_fig4.pdf").exists()
 
 
@@ -355,8 +356,8 @@ def test_paper_study_dry_run_builds_its_dag(tmp_path):
     assert int(stats["train_gan"]) > 100 and int(stats["sample"]) > 100
     assert int(stats["train_scorenet"]) >= 1
     # every table, the ones with no computable cell too (they show the paper's values); the
-    # one-shot win-rate table (Table 7) has a rule of its own
-    tables = int(stats["table"]) + int(stats.get("oneshot_table", 0))
+    # one-shot win-rate table (Table 7) and ReMix Tables 2-3 have rules of their own
+    tables = sum(int(stats.get(rule, 0)) for rule in ("table", "oneshot_table", "remix_table"))
     assert tables == len(load_config_file(REPO / "config" / "config.yaml")["tables"])
     assert int(stats["download_afhq"]) == 1
 

@@ -59,6 +59,10 @@ METRIC_SETTINGS: dict[str, tuple[str, ...]] = {
     "wallclock_hours": (),
     "wallclock_hours_scoremix": (),
     "sifid": (),  # per one-shot task, at the images' own size (mixgan oneshot-sifid)
+    # the translation tracks' own protocols, written by their evaluation jobs (mixgan i2i-eval,
+    # remix-eval) with their settings inside each record: the record path names none
+    **dict.fromkeys(("fid_latent", "fid_reference", "lpips_latent", "lpips_reference"), ()),
+    **dict.fromkeys(("rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy"), ()),
 }
 
 #: the features the training loop's periodic FID and diversity probe compare with
