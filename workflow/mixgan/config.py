@@ -433,6 +433,23 @@ def _task_problems(at: str, cell: dict, dataset: dict, backbone: dict) -> list[s
     return []
 
 
+def backbone_options(
+    backbone: dict[str, Any], defaults: dict[str, Any], where: str = "options"
+) -> dict[str, Any]:
+    """A dedicated trainer's ``backbone.options`` over its ``defaults``; an unknown key is a
+    ConfigError naming ``where`` and the known keys."""
+    given = backbone.get("options", {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            [
+                f"{where}: unknown option(s) {', '.join(unknown)} for arch "
+                f"'{backbone['arch']}' (known: {', '.join(sorted(defaults))})"
+            ]
+        )
+    return {**defaults, **given}
+
+
 def has_labels(dataset: dict[str, Any]) -> bool:
     """Procedural datasets always carry class labels; others when ``labels`` is set."""
     return dataset.get("format") == "procedural" or dataset["labels"] != "none"

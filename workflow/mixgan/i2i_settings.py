@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mixgan.config import backbone_options
 from mixgan.errors import ConfigError
 
 #: the backbone's ``options`` and their defaults: the official AFHQ model and training command
@@ -27,16 +28,7 @@ OPTIONS: dict[str, Any] = {
 
 def stargan2_options(backbone: dict[str, Any], where: str = "options") -> dict[str, Any]:
     """The backbone's ``options`` over :data:`OPTIONS`; an unknown key is a ConfigError."""
-    given = backbone.get("options", {})
-    unknown = sorted(set(given) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(
-            [
-                f"{where}: unknown option(s) {', '.join(unknown)} for arch 'stargan2' "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            ]
-        )
-    options = {**OPTIONS, **given}
+    options = backbone_options({"arch": "stargan2", **backbone}, OPTIONS, where)
     if options["num_outs"] < 2:
         raise ConfigError([f"{where}.num_outs: LPIPS needs at least 2 outputs per source"])
     return options

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mixgan.config import backbone_options
 from mixgan.errors import ConfigError
 
 #: archs of the two tracks -> the ReMix table they fill
@@ -73,17 +74,7 @@ CASIA_PROTOCOLS = ("nir_train", "vis_train", "nir_probe", "vis_gallery")
 
 def track_options(backbone: dict[str, Any], where: str = "options") -> dict[str, Any]:
     """The backbone's options over its track's defaults; unknown keys are a ConfigError."""
-    defaults = TRACK_OPTIONS[backbone["arch"]]
-    given = backbone.get("options", {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            [
-                f"{where}: unknown option(s) {', '.join(unknown)} for arch "
-                f"'{backbone['arch']}' (known: {', '.join(sorted(defaults))})"
-            ]
-        )
-    options = {**defaults, **given}
+    options = backbone_options(backbone, TRACK_OPTIONS[backbone["arch"]], where)
     if options["remix_update"] not in ("paper", "ema"):
         raise ConfigError([f"{where}.remix_update: paper or ema"])
     if options.get("pairing", "all") not in ("all", "one_per_identity"):

@@ -34,6 +34,7 @@ from mixgan.augment.mixing import partners
 from mixgan.nets.lightcnn import INPUT_SIZE, LightCNN29v2
 from mixgan.nets.stylegan2 import Discriminator, Generator
 from mixgan.train.spade_losses import RelativeContentLoss, interpolate, mixed_target
+from mixgan.train.translation import PairedTrainerState
 
 
 def to_lightcnn(images: np.ndarray) -> Tensor:
@@ -86,7 +87,7 @@ def training_pairs(data: dict[str, np.ndarray], pairing: str) -> tuple[np.ndarra
     return nir, candidates
 
 
-class NIRVISTrainer:
+class NIRVISTrainer(PairedTrainerState):
     """The decoder G and D over cached encoder features of the NIR training images."""
 
     def __init__(
@@ -166,29 +167,14 @@ class NIRVISTrainer:
         sum(d.values()).backward()
         self.opt_d.step()
         self.step += 1
-        return {f"G/{k}": v.item() for k, v in g.items()} | {
-            f"D/{k}": v.item() for k, v in d.items()
-        }
+        return self.step_stats(g, d)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "G": self.generator.state_dict(),
-            "D": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "relative": self.relative.state_dict(),
-            "pick": self.pick.get_state(),
-            "step": self.step,
-        }
+        return {**super().state_dict(), "pick": self.pick.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["G"])
-        self.discriminator.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.relative.load_state_dict(state["relative"])
+        super().load_state_dict(state)
         self.pick.set_state(state["pick"])
-        self.step = state["step"]
 
 
 @torch.no_grad()

@@ -38,6 +38,7 @@ from mixgan.train.spade_losses import (
     relative_vgg_loss,
     vgg_loss,
 )
+from mixgan.train.translation import PairedTrainerState
 
 STAND_IN_VGG_DIVISOR = 16
 
@@ -60,7 +61,7 @@ def build_generator(options: dict[str, Any], resolution: int) -> SPADEGenerator:
     )
 
 
-class SPADETrainer:
+class SPADETrainer(PairedTrainerState):
     """SPADE G and D, their optimisers and ReMix's ā, over one prepared training set."""
 
     def __init__(
@@ -146,27 +147,7 @@ class SPADETrainer:
         sum(d.values()).backward()
         self.opt_d.step()
         self.step += 1
-        return {f"G/{k}": v.item() for k, v in g.items()} | {
-            f"D/{k}": v.item() for k, v in d.items()
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "G": self.generator.state_dict(),
-            "D": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "relative": self.relative.state_dict(),
-            "step": self.step,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["G"])
-        self.discriminator.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.relative.load_state_dict(state["relative"])
-        self.step = state["step"]
+        return self.step_stats(g, d)
 
 
 @torch.no_grad()

@@ -62,6 +62,43 @@ class MixPlan:
         return cls(kind, part.get("alpha", 0.2), probability, part.get("momentum", 0.99))
 
 
+class PairedTrainerState:
+    """What SPADE's and the NIR-VIS trainer keep in a checkpoint: G, D, their optimisers,
+    ReMix's margin ā and the step; and how a step reports its loss terms."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    relative: torch.nn.Module
+    step: int
+
+    @staticmethod
+    def step_stats(g: dict[str, Tensor], d: dict[str, Tensor]) -> dict[str, float]:
+        """The step's G and D loss terms as floats, ``G/<term>`` and ``D/<term>``."""
+        return {f"G/{k}": v.item() for k, v in g.items()} | {
+            f"D/{k}": v.item() for k, v in d.items()
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.generator.state_dict(),
+            "D": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "relative": self.relative.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["G"])
+        self.discriminator.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.relative.load_state_dict(state["relative"])
+        self.step = state["step"]
+
+
 class Trainer(Protocol):
     step: int
 
