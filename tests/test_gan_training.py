@@ -295,7 +295,9 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
     names = [image["name"] for image in read_json(data / "n12.json")["images"]]
     subset = read_image_zip(data / "p.zip", names)
     features = tmp_path / "n12.npz"
-    save_features(features, InceptionFeatures(inception, "cpu").of_arrays(subset), [], {})
+    resize = spec["backbone"]["train"]["eval_resize"]
+    computed = InceptionFeatures(inception, "cpu", resize=resize).of_arrays(subset)
+    save_features(features, computed, [], {"resize": resize})
     no_lpips = dataclasses.replace(
         paths(data, tmp_path / "counts"), inception=inception, subset_features=features
     )
@@ -303,8 +305,12 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
     counts = pd.read_csv(tmp_path / "counts" / "curve.csv").dropna(subset=["distinct_neighbours"])
     assert counts["kimg"].tolist() == [0.0] and counts["lpips"].isna().all()
     assert counts["distinct_neighbours"].tolist() == points["distinct_neighbours"].tolist()[:1]
-    save_features(features, np.zeros((5, 2048), np.float32), [], {})
+    save_features(features, np.zeros((5, 2048), np.float32), [], {"resize": resize})
     with pytest.raises(ValueError, match=r"n12.npz holds 5 feature vectors, the subset"):
+        train_gan(spec, no_lpips, LOG)
+    # Features of another resize would measure the resize: refused, the key named.
+    save_features(features, computed, [], {"resize": "clean"})
+    with pytest.raises(ValueError, match=r"resized by 'clean'; the backbone's train.eval_resize"):
         train_gan(spec, no_lpips, LOG)
     # Without Inception weights there is no probe.
     with pytest.raises(ValueError, match=r"diversity_every_kimg > 0 needs .* \(--inception\)"):

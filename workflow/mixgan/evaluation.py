@@ -65,9 +65,10 @@ METRIC_SETTINGS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy"), ()),
 }
 
-#: the features the training loop's periodic FID and diversity probe compare with
-#: (``InceptionFeatures``' default resize; the reported metrics use the table's)
-TRAINING_FEATURES = "inception-clean"
+def training_features(train: dict[str, Any]) -> str:
+    """The cached features a backbone's periodic FID and diversity probe compare with: pool
+    features under its ``train.eval_resize`` (the reported metrics use the table's resize)."""
+    return f"inception-{train['eval_resize']}"
 
 
 #: the outputs of one Inception pass a feature cache may hold, in their order in the file:

@@ -57,9 +57,6 @@ CODE_FACTS: dict[str, dict[str, Any]] = {
     "*": {
         # the metrics read the samples as stored: 8-bit PNGs (mixgan.sample, data.imagezip)
         "evaluation.quantised_samples": True,
-        # the training loop's periodic FID (snapshot selection, early stopping) compares with
-        # the reference's clean features (mixgan.evaluation.TRAINING_FEATURES)
-        "evaluation.training_fid_resize": "clean",
     },
     # ADA's geometric resampling and p controller (mixgan.augment.ada)
     "ada": {

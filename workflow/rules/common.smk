@@ -19,9 +19,9 @@ from mixgan.study import RunKey, Study  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
 from mixgan.evaluation import (  # noqa: E402
     EXTRACTORS,
-    TRAINING_FEATURES,
     VARIANT_PATTERN,
     network as record_network,
+    training_features,
 )
 from mixgan.registry import (  # noqa: E402
     CURVE_FIGURE_KINDS,
@@ -286,9 +286,8 @@ def extractor_weights(wildcards):
     return network_weights(EXTRACTORS[wildcards.extractor])
 
 
-def reference_features(dataset, name, extractor=TRAINING_FEATURES):
-    """Cached features of a dataset's reference set (`full` or a subset); by default those
-    the training loop's periodic FID and diversity probe read."""
+def reference_features(dataset, name, extractor):
+    """Cached features of a dataset's reference set (`full` or a subset)."""
     return f"{R}/data/{dataset}/features/{extractor}/{name}.npz"
 
 
@@ -396,11 +395,13 @@ def augment_scorenet(wildcards):
 
 def train_inputs(wildcards):
     run = run_key(wildcards)
+    # what the periodic FID and the diversity probe compare with, under the backbone's resize
+    features = training_features(STUDY.config["backbones"][run.backbone].get("train", {}))
     inputs = {
         "data": f"{R}/data/{run.dataset}/prepared.zip",
         "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
         "reference": reference_features(
-            run.dataset, reference_name(run, STUDY.config["evaluation"]["reference"])
+            run.dataset, reference_name(run, STUDY.config["evaluation"]["reference"]), features
         ),
         "inception": INCEPTION,
     }
@@ -412,7 +413,7 @@ def train_inputs(wildcards):
         # its record beside it: the augmented images' classes (class-conditional runs)
         inputs["augmented_record"] = augment_path(run, part, "augmented.json")
     if STUDY.probes_diversity(run):  # the cached features of the training subset
-        inputs["subset_features"] = reference_features(run.dataset, run.subset)
+        inputs["subset_features"] = reference_features(run.dataset, run.subset, features)
     if STUDY.probe_uses_lpips(run):
         inputs["lpips_weights"] = network_weights(DIVERSITY_NETWORK)
     if uses_vgg_loss(STUDY.config["backbones"][run.backbone]):  # FastGAN's reconstruction

@@ -131,7 +131,7 @@ def _train(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> dict
         write_json(work / "spec.json", {**spec, "provenance": provenance()})
     evaluating, probing = paths.reference_features is not None, probing and main
     inception = (
-        InceptionFeatures(paths.inception, spec["device"])
+        InceptionFeatures(paths.inception, spec["device"], resize=cfg["eval_resize"])
         if main and (evaluating or probing)
         else None
     )
@@ -210,13 +210,25 @@ def _point(trainer: GANTrainer) -> dict[str, Any]:
     return {"step": trainer.step, "kimg": trainer.kimg, "seconds": trainer.elapsed}
 
 
+def _cached_features(path: Path, inception: InceptionFeatures) -> np.ndarray:
+    """Cached pool features to compare with this run's images: made under the same resize
+    (the backbone's ``train.eval_resize``), else the comparison would measure the resize."""
+    features, meta = load_features(path, "pool")
+    if meta.get("resize") != inception.convention:
+        raise ValueError(
+            f"{path} holds features resized by {meta.get('resize')!r}; the backbone's "
+            f"train.eval_resize is {inception.convention!r}"
+        )
+    return features
+
+
 def _diversity_probe(
     trainer: GANTrainer, paths: TrainPaths, inception: InceptionFeatures
 ) -> DiversityProbe:
     """The run's diversity probe, against its training subset (not the parts' extra data):
     the subset's cached features, or features computed here when none are given."""
     if paths.subset_features is not None:
-        features, _ = load_features(paths.subset_features)
+        features = _cached_features(paths.subset_features, inception)
         if len(features) != trainer.num_real:
             raise ValueError(
                 f"{paths.subset_features} holds {len(features)} feature vectors, the subset "
@@ -314,7 +326,7 @@ class _Evaluator:
     """FID of G_ema's images from fixed latents against the reference features."""
 
     def __init__(self, paths: TrainPaths, inception: InceptionFeatures, cfg: dict[str, Any]):
-        self.reference, _ = load_features(paths.reference_features)
+        self.reference = _cached_features(paths.reference_features, inception)
         self.inception = inception
         self.count = cfg["eval_samples"]
 
