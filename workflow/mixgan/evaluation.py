@@ -65,6 +65,7 @@ METRIC_SETTINGS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("rank1", "vr_far_1", "vr_far_0_1", "miou", "pixel_accuracy"), ()),
 }
 
+
 def training_features(train: dict[str, Any]) -> str:
     """The cached features a backbone's periodic FID and diversity probe compare with: pool
     features under its ``train.eval_resize`` (the reported metrics use the table's resize)."""
