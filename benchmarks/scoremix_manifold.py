@@ -20,6 +20,9 @@ training subset itself: the distance of every image to its nearest training imag
 where mixup is far from both images), and FID and KID against the reference (real TF-FID
 Inception weights). A figure shows a few pairs along the way: x1, x2, x', after the Adam steps,
 after each denoising. Writes ``<out>.json`` and ``<out>.png``.
+
+``--blend W1,W2,...`` also runs ScoreMix with (1 - w) x the exact score of the subset + w x the
+network of the last budget, for each w: scores between the memorising oracle and the network.
 """
 
 from __future__ import annotations
@@ -149,6 +152,21 @@ class ExactScore(torch.nn.Module):
         return ((weights @ self.data - flat) / sigma**2).view_as(x)
 
 
+class BlendedScore(torch.nn.Module):
+    """(1 - w) x the exact score + w x a learned one on the same levels: a score of known
+    quality between the oracle (w = 0) and the network (w = 1)."""
+
+    def __init__(self, exact: ExactScore, learned: torch.nn.Module, weight: float):
+        super().__init__()
+        if not torch.allclose(exact.sigmas, learned.sigmas):
+            raise ValueError("the exact and the learned score must share their noise levels")
+        self.exact, self.learned, self.weight = exact, learned, weight
+        self.register_buffer("sigmas", learned.sigmas)
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        return (1 - self.weight) * self.exact(x, levels) + self.weight * self.learned(x, levels)
+
+
 def train_sigmas(train: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     """The levels a score network trained on ``train`` with these settings would have."""
     return geometric_sigmas(max_pairwise_distance(train), 0.01, args.gamma)
@@ -234,11 +252,20 @@ def main() -> int:
     parser.add_argument(
         "--oracle", action="store_true", help="the exact score of the subset, no training"
     )
+    parser.add_argument(
+        "--blend",
+        default="",
+        help="comma-separated weights w: also run ScoreMix with (1 - w) x the exact score + "
+        "w x the network of the last budget (w = 1: the network)",
+    )
     parser.add_argument("--work", type=Path, help="keep the score network here (resumable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scoremix_manifold")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variants]
     budgets = [int(v) for v in args.iterations.split(",")]
+    blends = [float(w) for w in args.blend.split(",") if w]
+    if blends and args.oracle:
+        parser.error("--blend mixes the exact score with a trained network: drop --oracle")
     torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -312,27 +339,39 @@ def main() -> int:
                 log.info("score quality %s", quality)
                 networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic,
                                  "score_quality": quality})  # fmt: skip
-            tic = time.perf_counter()
-            optimised = torch.cat(  # Algorithm 1's Adam steps, shared by every denoising
-                [
-                    minimise_score_norm(mixed[i : i + 50], net, args.steps, args.scoremix_lr)[0]
-                    for i in range(0, args.pairs, 50)
-                ]
-            )
-            adam_seconds = time.perf_counter() - tic
+            scores = [(None, net)]
+            if blends and budget == budgets[-1]:
+                exact = ExactScore(x, train_sigmas(train_t, args))
+                scores += [(w, BlendedScore(exact, net, w)) for w in blends]
             columns = {"x1": x1[shown], "x2": x2[shown], "mixup": mixed[shown]}
-            columns["after Adam"] = optimised[shown].clamp(0, 1)
-            for label, denoise in variants:
+            for blend, score in scores:
                 tic = time.perf_counter()
-                out = torch.cat(
-                    [denoised(optimised[i : i + 50], net, denoise, seeds[i : i + 50])
-                     for i in range(0, args.pairs, 50)]
+                optimised = torch.cat(  # Algorithm 1's Adam steps, shared by every denoising
+                    [minimise_score_norm(batch, score, args.steps, args.scoremix_lr)[0]
+                     for batch in mixed.split(50)]
                 )  # fmt: skip
-                seconds = adam_seconds + time.perf_counter() - tic
-                row = {"set": f"scoremix {label}", "iterations": 0 if args.oracle else budget}
-                rows.append({**row, **evaluate(to_uint8(out), mid), "seconds": seconds})
-                log.info("%s", rows[-1])
-                columns[f"ScoreMix {label}"] = out[shown]
+                adam_seconds = time.perf_counter() - tic
+                row = {"iterations": 0 if args.oracle else budget}
+                if blend is None:
+                    columns["after Adam"] = optimised[shown].clamp(0, 1)
+                else:
+                    row["blend"] = blend
+                    row["score_quality"] = {
+                        "train": score_quality(score, x), "held_out": score_quality(score, held)
+                    }  # fmt: skip
+                for label, denoise in variants:
+                    tic = time.perf_counter()
+                    out = torch.cat(
+                        [denoised(optimised[i : i + 50], score, denoise, seeds[i : i + 50])
+                         for i in range(0, args.pairs, 50)]
+                    )  # fmt: skip
+                    seconds = adam_seconds + time.perf_counter() - tic
+                    set_name = f"scoremix {label}" + ("" if blend is None else f" blend {blend:g}")
+                    rows.append(
+                        {"set": set_name, **row, **evaluate(to_uint8(out), mid), "seconds": seconds}
+                    )
+                    log.info("%s", rows[-1])
+                    columns[set_name.replace("scoremix", "ScoreMix")] = out[shown]
             what = "exact score" if args.oracle else f"{args.norm} ngf {args.ngf}, {budget} it."
             title = f"{name}: {args.subset} training images, score net {what}"
             path = args.out.with_name(f"{args.out.name}-{budget}.png")
