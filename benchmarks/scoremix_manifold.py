@@ -247,6 +247,12 @@ def main() -> int:
         "--variants", default="none,tweedie,sdedit:0.25", type=lambda s: s.split(",")
     )
     parser.add_argument("--steps", type=int, default=100, help="ScoreMix Adam steps")
+    parser.add_argument(
+        "--anneal-from",
+        default="",
+        help="comma-separated t: also run the Adam steps with the objective's level annealed "
+        "from sigma(t) to sigma_N (not the paper's Algorithm 1, which uses sigma_N throughout)",
+    )
     parser.add_argument("--scoremix-lr", type=float, default=0.005)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -258,12 +264,18 @@ def main() -> int:
         help="comma-separated weights w: also run ScoreMix with (1 - w) x the exact score + "
         "w x the network of the last budget (w = 1: the network)",
     )
+    parser.add_argument(
+        "--only-changes",
+        action="store_true",
+        help="at the last budget, run only the --blend / --anneal-from variants",
+    )
     parser.add_argument("--work", type=Path, help="keep the score network here (resumable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scoremix_manifold")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variants]
     budgets = [int(v) for v in args.iterations.split(",")]
     blends = [float(w) for w in args.blend.split(",") if w]
+    anneals = [float(t) for t in args.anneal_from.split(",") if t]
     if blends and args.oracle:
         parser.error("--blend mixes the exact score with a trained network: drop --oracle")
     torch.set_num_threads(args.threads)
@@ -339,26 +351,33 @@ def main() -> int:
                 log.info("score quality %s", quality)
                 networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic,
                                  "score_quality": quality})  # fmt: skip
-            scores = [(None, net)]
+            # (what differs from Algorithm 1 with this score, the score, the objective's start t)
+            scores: list[tuple[dict[str, float], Any, float]] = [({}, net, 0.0)]
             if blends and budget == budgets[-1]:
                 exact = ExactScore(x, train_sigmas(train_t, args))
-                scores += [(w, BlendedScore(exact, net, w)) for w in blends]
+                scores += [({"blend": w}, BlendedScore(exact, net, w), 0.0) for w in blends]
+            if budget == budgets[-1]:
+                scores += [({"anneal_from": t}, net, t) for t in anneals]
+                if args.only_changes and len(scores) > 1:  # Algorithm 1 measured before
+                    scores = scores[1:]
             columns = {"x1": x1[shown], "x2": x2[shown], "mixup": mixed[shown]}
-            for blend, score in scores:
+            for change, score, start_t in scores:
                 tic = time.perf_counter()
                 optimised = torch.cat(  # Algorithm 1's Adam steps, shared by every denoising
-                    [minimise_score_norm(batch, score, args.steps, args.scoremix_lr)[0]
+                    [minimise_score_norm(batch, score, args.steps, args.scoremix_lr, start_t)[0]
                      for batch in mixed.split(50)]
                 )  # fmt: skip
                 adam_seconds = time.perf_counter() - tic
-                row = {"iterations": 0 if args.oracle else budget}
-                if blend is None:
+                row = {"iterations": 0 if args.oracle else budget, **change}
+                if not change:
                     columns["after Adam"] = optimised[shown].clamp(0, 1)
-                else:
-                    row["blend"] = blend
+                if "blend" in change:
                     row["score_quality"] = {
                         "train": score_quality(score, x), "held_out": score_quality(score, held)
                     }  # fmt: skip
+                suffix = "".join(
+                    f" {key.replace('_', ' ')} {value:g}" for key, value in change.items()
+                )
                 for label, denoise in variants:
                     tic = time.perf_counter()
                     out = torch.cat(
@@ -366,7 +385,7 @@ def main() -> int:
                          for i in range(0, args.pairs, 50)]
                     )  # fmt: skip
                     seconds = adam_seconds + time.perf_counter() - tic
-                    set_name = f"scoremix {label}" + ("" if blend is None else f" blend {blend:g}")
+                    set_name = f"scoremix {label}{suffix}"
                     rows.append(
                         {"set": set_name, **row, **evaluate(to_uint8(out), mid), "seconds": seconds}
                     )

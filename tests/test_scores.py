@@ -19,6 +19,7 @@ from mixgan.scores import (
     geometric_sigmas,
     level_at,
     max_pairwise_distance,
+    minimise_score_norm,
     sample_lambdas,
     scoremix,
     sdedit,
@@ -311,6 +312,34 @@ def test_scoremix_steps_decay_the_learning_rate_linearly():
     moved = (losses[:-1] - losses[1:]) / x.numel()  # each pixel's move in steps 0 .. steps-2
     expected = torch.tensor([lr * (1 - k / steps) for k in range(steps - 1)])
     torch.testing.assert_close(moved, expected, rtol=1e-3, atol=0)  # float32 sums of 96 pixels
+
+
+class LevelRecorder(RootScore):
+    """RootScore on a 11-level grid that records the level of each call."""
+
+    def __init__(self):
+        super().__init__()
+        self.sigmas = geometric_sigmas(10.0, 0.01, 0.5)
+        self.calls: list[list[int]] = []
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        self.calls.append(level.tolist())
+        return super().forward(x, level)
+
+
+def test_the_objective_is_at_sigma_n_unless_annealed_from_a_higher_level():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    plain = LevelRecorder()
+    minimise_score_norm(x, plain, 5, 0.005)
+    last = len(plain.sigmas) - 1
+    assert plain.calls == [[last, last]] * 5  # Algorithm 1: every step at sigma_N
+    annealed = LevelRecorder()
+    minimise_score_norm(x, annealed, 5, 0.005, start_t=0.5)
+    first = level_at(0.5, last + 1)
+    assert [call[0] for call in annealed.calls] == [
+        round(first + (last - first) * k / 4) for k in range(5)
+    ]
+    assert annealed.calls[0] == [first, first] and annealed.calls[-1] == [last, last]
 
 
 def test_sdedit_with_the_exact_score_returns_a_perturbed_point_to_its_component():

@@ -200,18 +200,23 @@ DEFAULT_DENOISE: dict[str, Any] = {"mode": "sdedit", "t0": 0.25, "steps": None}
 
 
 def minimise_score_norm(
-    x: Tensor, score_net: ScoreNet, steps: int, lr: float
+    x: Tensor, score_net: ScoreNet, steps: int, lr: float, start_t: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Algorithm 1's loop: Adam on the images, linearly decayed ``lr``, objective
-    ``Σ ||S(x, σ_N)||²``. Returns the images and the objective before each step."""
+    ``Σ ||S(x, σ_N)||²``. Returns the images and the objective before each step.
+
+    ``start_t > 0`` (not the paper's: a measurement, benchmarks/README.md) anneals the level of
+    the objective from σ(start_t) down to σ_N, evenly in level index (geometrically in σ)."""
     last = len(score_net.sigmas) - 1
-    levels = torch.full((len(x),), last, dtype=torch.long, device=x.device)
+    first = level_at(start_t, last + 1)
+    schedule_levels = [round(first + (last - first) * k / max(steps - 1, 1)) for k in range(steps)]
     x = x.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / max(steps, 1))
     losses = torch.zeros(steps, device=x.device)  # on x's device: no host sync per step
     with torch.enable_grad():
         for k in range(steps):
+            levels = torch.full((len(x),), schedule_levels[k], dtype=torch.long, device=x.device)
             loss = score_net(x, levels).square().sum()
             x.grad = torch.autograd.grad(loss, [x])[0]
             optimizer.step()
