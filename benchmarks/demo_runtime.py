@@ -57,9 +57,14 @@ def main() -> int:
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         watched = psutil.Process(process.pid)
-        peak = 0
+        peak, own_cpu = 0, 0.0
         while process.poll() is None:
             peak = max(peak, tree_rss(watched))
+            try:  # Snakemake's own process: scheduling, bookkeeping (its jobs not included)
+                times = watched.cpu_times()
+                own_cpu = times.user + times.system
+            except psutil.Error:
+                pass
             time.sleep(0.5)
     wall = time.perf_counter() - started
     if process.returncode != 0:
@@ -83,6 +88,9 @@ def main() -> int:
     )
     print(f"demo wall time: {wall:.0f} s ({wall / 60:.1f} min) with --cores {args.cores}")
     print(f"peak total RSS of Snakemake and its jobs: {peak / 2**20:.0f} MiB")
+    print(f"CPU time of Snakemake's own process: {own_cpu:.0f} s")
+    jobs.sort_values("seconds", ascending=False).to_csv(log_path.with_name("demo_jobs.csv"))
+    print(f"every job's time: {log_path.with_name('demo_jobs.csv')}")
     print("time per rule (sum over its jobs, benchmarked rules only):")
     print(per_rule.sort_values("seconds", ascending=False).round(1).to_string())
     return 0
