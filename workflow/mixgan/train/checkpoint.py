@@ -87,6 +87,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def run_state(
+    trainer: Any, streams: dict[str, torch.Generator], *, global_rng: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """A track's checkpoint (translation, ReMix tasks, one-shot): the trainer's state, each
+    named random stream's, the global RNGs' (for runs that draw from them) and ``extra``
+    values (elapsed seconds, counters, the parts' state)."""
+    state = {"trainer": trainer.state_dict(), **{k: g.get_state() for k, g in streams.items()}}
+    if global_rng:
+        state["rng"] = rng_state()
+    return state | extra
+
+
+def resume_run(
+    folder: Path, trainer: Any, streams: dict[str, torch.Generator], *, global_rng: bool = True
+) -> dict[str, Any] | None:
+    """Load the latest checkpoint :func:`run_state` wrote in ``folder`` into the trainer, the
+    streams and (``global_rng``) the global RNGs; returns its other values, or None when there
+    is none to resume from."""
+    resumed = load_latest_checkpoint(folder)
+    if resumed is None:
+        return None
+    state = resumed[1]
+    trainer.load_state_dict(state["trainer"])
+    for name, generator in streams.items():
+        generator.set_state(state[name])
+    if global_rng:
+        set_rng_state(state["rng"])
+    return {key: value for key, value in state.items() if key not in {"trainer", "rng", *streams}}
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) from one integer."""
     random.seed(seed)

@@ -42,13 +42,7 @@ from mixgan.io import atomic_path, read_json, write_json
 from mixgan.metrics.inception import pick_device
 from mixgan.nets.stargan2 import StarGANv2Config, count_parameters
 from mixgan.provenance import provenance
-from mixgan.train.checkpoint import (
-    load_latest_checkpoint,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from mixgan.train.checkpoint import resume_run, run_state, save_checkpoint, seed_everything
 from mixgan.train.i2i_parts import TranslationParts
 from mixgan.train.part_api import PartInputs
 from mixgan.train.paths import Interrupted, TrainingError, TrainPaths
@@ -192,15 +186,11 @@ def train_i2i(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     mix_rng = torch.Generator().manual_seed(seed + 1)
     work = paths.work_dir
     elapsed = 0.0
-    resumed = load_latest_checkpoint(work / "checkpoints")
+    streams = {"data_rng": data_rng, "mix_rng": mix_rng}
+    resumed = resume_run(work / "checkpoints", trainer, streams)
     if resumed is not None:
-        state = resumed[1]
-        trainer.load_state_dict(state["trainer"])
-        parts.load_state_dict(state["parts"])
-        data_rng.set_state(state["data_rng"])
-        mix_rng.set_state(state["mix_rng"])
-        set_rng_state(state["rng"])
-        elapsed = state["seconds"]
+        parts.load_state_dict(resumed["parts"])
+        elapsed = resumed["seconds"]
         log.info("resumed from checkpoint at step %d", trainer.step)
     total = options["total_iters"]
     log.info(
@@ -210,7 +200,7 @@ def train_i2i(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
     )  # fmt: skip
     write_json(work / "spec.json", {**spec, "provenance": provenance()})
     columns = CURVE_COLUMNS + list(parts.stats())
-    curve = CurveWriter(work / "curve.csv", columns, trainer.step if resumed else None)
+    curve = CurveWriter(work / "curve.csv", columns, trainer.step if resumed is not None else None)
     started = time.perf_counter() - elapsed
     with StopFlag() as stop:
         while trainer.step < total:
@@ -231,11 +221,7 @@ def train_i2i(spec: dict[str, Any], paths: TrainPaths, log: logging.Logger) -> d
                 losses = row["d_loss"], row["g_loss"]
                 log.info("step %d/%d  D %.4f  G %.4f", trainer.step, total, *losses)
             if trainer.step % options["checkpoint_every"] == 0 or done or stop:
-                state = {
-                    "trainer": trainer.state_dict(), "parts": parts.state_dict(),
-                    "data_rng": data_rng.get_state(), "mix_rng": mix_rng.get_state(),
-                    "rng": rng_state(), "seconds": elapsed,
-                }  # fmt: skip
+                state = run_state(trainer, streams, parts=parts.state_dict(), seconds=elapsed)
                 save_checkpoint(work / "checkpoints", trainer.step, state)
             if stop:
                 raise Interrupted(

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from mixgan.errors import ConfigError
-from mixgan.train.checkpoint import load_latest_checkpoint, save_checkpoint
+from mixgan.train.checkpoint import resume_run, run_state, save_checkpoint
 from mixgan.train.paths import Interrupted, TrainingError
 from mixgan.train.progress import CurveWriter, StopFlag
 from mixgan.train.sincut import SinCUTSettings, SinCUTTrainer
@@ -143,29 +143,24 @@ def train_oneshot(
     data_rng = torch.Generator().manual_seed(seed)
     work = Path(run_dir) / "train"
     seconds = 0.0
-    resumed = load_latest_checkpoint(work / "checkpoints")
+    streams = {"data_rng": data_rng}
+    if augment is not None:
+        streams["augment_rng"] = augment.generator
+    # SinCUT's steps draw only from these streams: the global RNGs are not part of its state
+    resumed = resume_run(work / "checkpoints", trainer, streams, global_rng=False)
     if resumed is not None:
-        state = resumed[1]
-        trainer.load_state_dict(state["trainer"])
-        data_rng.set_state(state["data_rng"])
-        if augment is not None:
-            augment.generator.set_state(state["augment_rng"])
-        seconds = state["seconds"]
+        seconds = resumed["seconds"]
         log.info("resuming from iteration %d of %d", trainer.step, settings.total_iterations)
 
     def checkpoint() -> None:
-        save_checkpoint(work / "checkpoints", trainer.step, {
-            "trainer": trainer.state_dict(),
-            "data_rng": data_rng.get_state(),
-            "augment_rng": None if augment is None else augment.generator.get_state(),
-            "seconds": seconds,
-        })  # fmt: skip
+        state = run_state(trainer, streams, global_rng=False, seconds=seconds)
+        save_checkpoint(work / "checkpoints", trainer.step, state)
 
     source_t, target_t = to_signed(source), to_signed(target)
     curve = CurveWriter(
         work / "curve.csv",
         ["step", "G/total", "G/gan", "G/nce", "G/nce_idt", "G/idt", "D/gan", "D/r1", "lr"],
-        trainer.step if resumed else None,
+        trainer.step if resumed is not None else None,
     )
     stats: dict[str, float] = {}
     started = time.perf_counter() - seconds

@@ -24,13 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mixgan.train.checkpoint import (
-    load_latest_checkpoint,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from mixgan.train.checkpoint import resume_run, run_state, save_checkpoint, seed_everything
 from mixgan.train.paths import Interrupted, TrainingError
 from mixgan.train.progress import CurveWriter, StopFlag
 from mixgan.train.spade_losses import remix_lambda
@@ -128,32 +122,20 @@ def train_translation(
     mix_rng = torch.Generator().manual_seed(seed + 1)
     work = Path(run_dir) / "train"
     seconds, mixed_steps = 0.0, 0
-    resumed = load_latest_checkpoint(work / "checkpoints")
+    streams = {"data_rng": data_rng, "mix_rng": mix_rng}
+    resumed = resume_run(work / "checkpoints", trainer, streams)
     if resumed is not None:
-        state = resumed[1]
-        trainer.load_state_dict(state["trainer"])
-        data_rng.set_state(state["data_rng"])
-        mix_rng.set_state(state["mix_rng"])
-        set_rng_state(state["rng"])
-        seconds, mixed_steps = state["seconds"], state["mixed_steps"]
+        seconds, mixed_steps = resumed["seconds"], resumed["mixed_steps"]
         log.info("resuming from step %d of %d", trainer.step, total_steps)
 
     def checkpoint() -> None:
-        save_checkpoint(
-            work / "checkpoints",
-            trainer.step,
-            {
-                "trainer": trainer.state_dict(),
-                "data_rng": data_rng.get_state(),
-                "mix_rng": mix_rng.get_state(),
-                "rng": rng_state(),
-                "seconds": seconds,
-                "mixed_steps": mixed_steps,
-            },
-        )
+        state = run_state(trainer, streams, seconds=seconds, mixed_steps=mixed_steps)
+        save_checkpoint(work / "checkpoints", trainer.step, state)
 
     curve = CurveWriter(
-        work / "curve.csv", ["step", "mixed", "lambda", "losses"], trainer.step if resumed else None
+        work / "curve.csv",
+        ["step", "mixed", "lambda", "losses"],
+        trainer.step if resumed is not None else None,
     )
     stats: dict[str, float] = {}
     started = time.perf_counter() - seconds
