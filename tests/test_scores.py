@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mixgan.augment.scoremix import ScoreMixer
-from mixgan.nets.ncsn import ScoreNet, stage_layout
+from mixgan.nets.ncsn import SameMaxPool2d, ScoreNet, stage_layout
 from mixgan.nets.stylegan2 import count_parameters
 from mixgan.scores import (
     dsm_loss,
@@ -140,6 +140,26 @@ def test_score_net_shapes_and_input_gradient(resolution, norm):
         torch.testing.assert_close(top * sigmas[0], bottom * sigmas[-1])
     else:
         assert not torch.allclose(top * sigmas[0], bottom * sigmas[-1])
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_same_max_pool_equals_the_2d_pooling_with_and_without_autograd(size):
+    x = torch.randn(3, 4, 9, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    reference = nn.MaxPool2d(size, 1, size // 2)
+    fast = SameMaxPool2d(size)
+    expected = reference(x)
+    weights = torch.rand(expected.shape, generator=torch.Generator().manual_seed(1))
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), x)
+    got = fast(x)  # autograd: the two 1-D poolings
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # the gradient reaches the same inputs; sums of several outputs' gradients may round apart
+    assert torch.equal(grad_got != 0, grad_expected != 0)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-6, atol=0)
+    with torch.no_grad():  # the shifted maxima
+        torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="odd"):
+        SameMaxPool2d(4)
 
 
 def test_score_net_depth_follows_the_resolution_unless_configured(tmp_path):

