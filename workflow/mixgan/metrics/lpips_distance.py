@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from mixgan.io import sha256_file
-from mixgan.metrics.weights import WeightsError
+from mixgan.metrics.weights import WeightsError, weights_sha256
 
 #: our name -> (lpips package name, torchvision constructor)
 BACKBONES = {"alex": ("alex", "alexnet"), "vgg": ("vgg", "vgg16")}
@@ -111,7 +111,7 @@ def load_lpips(
         record = {
             "name": f"LPIPS-{net} v0.1",
             "file": path.name,
-            "sha256": sha256_file(path),
+            "sha256": weights_sha256(path),
             "stand_in": False,
             "source": f"user file {path} (torchvision {torchvision_name}) + lpips {version}",
             "note": "",

@@ -20,6 +20,7 @@ copies that block, so each value names the exact file it was computed with.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import warnings
@@ -164,8 +165,35 @@ def record_path(weights_path: str | Path) -> Path:
     return weights_path.with_name(weights_path.name + ".json")
 
 
+def _stat_key(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def weights_sha256(weights_path: str | Path) -> str:
+    """SHA-256 of a weights file, remembered beside it (``<file>.verified``, keyed by the file's
+    size, modification time and inode) so that the hundreds of megabytes of VGG-16 or AlexNet
+    are read once rather than by every job that loads them; a file changed in any of those is
+    hashed again. A read-only weights folder keeps no memo (each call hashes)."""
+    weights_path = Path(weights_path)
+    memo = weights_path.with_name(weights_path.name + ".verified")
+    before = _stat_key(weights_path)
+    try:
+        remembered = read_json(memo)
+        if remembered["stat"] == before:
+            return remembered["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = sha256_file(weights_path)
+    if _stat_key(weights_path) == before:  # not rewritten while it was read
+        with contextlib.suppress(OSError):
+            write_json(memo, {"stat": before, "sha256": digest})
+    return digest
+
+
 def verified_record(weights_path: str | Path) -> dict[str, Any]:
-    """The provenance record of a weights file, after checking the file's SHA-256."""
+    """The provenance record of a weights file, after checking the file's SHA-256
+    (:func:`weights_sha256`)."""
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise WeightsError(
@@ -173,7 +201,7 @@ def verified_record(weights_path: str | Path) -> dict[str, Any]:
             f"(snakemake {weights_path}) or `mixgan weights --out {weights_path}`"
         )
     record = read_json(record_path(weights_path))
-    actual = sha256_file(weights_path)
+    actual = weights_sha256(weights_path)
     if actual != record["sha256"]:
         raise WeightsError(
             f"{weights_path}: SHA-256 {actual} differs from its record {record['sha256']}"
