@@ -396,7 +396,7 @@ def augment_scorenet(wildcards):
 def train_inputs(wildcards):
     run = run_key(wildcards)
     # what the periodic FID and the diversity probe compare with, under the backbone's resize
-    features = training_features(STUDY.config["backbones"][run.backbone].get("train", {}))
+    features = training_features(STUDY.config["backbones"][run.backbone]["train"])
     inputs = {
         "data": f"{R}/data/{run.dataset}/prepared.zip",
         "subset": f"{R}/data/{run.dataset}/subsets/{run.subset}.json",
