@@ -310,7 +310,8 @@ def test_diversity_probe_writes_its_schedule_into_the_curve_and_resumes_exactly(
         train_gan(spec, no_lpips, LOG)
     # Features of another resize would measure the resize: refused, the key named.
     save_features(features, computed, [], {"resize": "clean"})
-    with pytest.raises(ValueError, match=r"resized by 'clean'; the backbone's train.eval_resize"):
+    refused = r"computed with resize 'clean', but the backbone's train.eval_resize is"
+    with pytest.raises(ValueError, match=refused):
         train_gan(spec, no_lpips, LOG)
     # Without Inception weights there is no probe.
     with pytest.raises(ValueError, match=r"diversity_every_kimg > 0 needs .* \(--inception\)"):

@@ -39,7 +39,7 @@ import numpy as np
 
 from mixgan import evaluation, registry
 from mixgan.io import read_json
-from mixgan.metrics.features import load_features
+from mixgan.metrics.features import load_features, require_resize
 from mixgan.metrics.fid_kid import fid_from_features, kid_from_features
 from mixgan.provenance import provenance
 
@@ -235,13 +235,9 @@ def head_network(meta: dict[str, Any], head: str | None) -> dict[str, Any]:
 def check_convention(spec: dict[str, Any], meta: dict[str, Any], path: str | Path) -> None:
     """Refuse features computed under another resize convention than the record's settings
     name (a missing head, e.g. another sFID layer, is refused as the features load)."""
-    settings = spec["evaluation"]
-    needed = "resize" in evaluation.METRIC_SETTINGS[spec["metric"]]
-    if needed and meta.get("resize") != settings["resize"]:
-        raise ValueError(
-            f"{path} holds features computed with resize {meta.get('resize')!r}, but this "
-            f"{spec['metric']} record needs evaluation.resize {settings['resize']!r}"
-        )
+    if "resize" in evaluation.METRIC_SETTINGS[spec["metric"]]:
+        wanted_by = f"this {spec['metric']} record needs evaluation.resize"
+        require_resize(meta, path, spec["evaluation"]["resize"], wanted_by)
 
 
 def first_samples(items: Any, count: int, source: str | Path) -> Any:

@@ -23,6 +23,17 @@ def save_features(
         np.savez(handle, features=features, names=np.array(names), meta=json.dumps(meta))
 
 
+def require_resize(meta: dict[str, Any], path: str | Path, resize: str, wanted_by: str) -> None:
+    """Refuse cached features made under another resize convention than ``resize``: comparing
+    them with others would measure the resize. ``wanted_by`` names the config key asking for
+    it, as the error's words before the value ("the backbone's train.eval_resize is")."""
+    if meta.get("resize") != resize:
+        raise ValueError(
+            f"{path} holds features computed with resize {meta.get('resize')!r}, but "
+            f"{wanted_by} {resize!r}"
+        )
+
+
 def load_features(path: str | Path, head: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The cached features and their meta block; with ``head``, only that head's columns of a
     cache holding several (``meta["heads"]``: name and width, in column order)."""

@@ -44,7 +44,7 @@ import torch
 
 from mixgan import registry
 from mixgan.io import atomic_path, write_json
-from mixgan.metrics.features import load_features
+from mixgan.metrics.features import load_features, require_resize
 from mixgan.metrics.fid_kid import fid_from_features
 from mixgan.metrics.inception import InceptionFeatures, pick_device
 from mixgan.provenance import provenance
@@ -214,11 +214,7 @@ def _cached_features(path: Path, inception: InceptionFeatures) -> np.ndarray:
     """Cached pool features to compare with this run's images: made under the same resize
     (the backbone's ``train.eval_resize``), else the comparison would measure the resize."""
     features, meta = load_features(path, "pool")
-    if meta.get("resize") != inception.convention:
-        raise ValueError(
-            f"{path} holds features resized by {meta.get('resize')!r}; the backbone's "
-            f"train.eval_resize is {inception.convention!r}"
-        )
+    require_resize(meta, path, inception.convention, "the backbone's train.eval_resize is")
     return features
 
 
