@@ -352,16 +352,40 @@ def test_lpips_loads_a_torchvision_state_dict_and_records_its_checksum(tmp_path)
     module, record = load_lpips("alex", tmp_path / "alexnet.pth", allow_stand_in=False)
     assert record["sha256"] == sha256_file(tmp_path / "alexnet.pth")
     assert record["stand_in"] is False and record["file"] == "alexnet.pth"
-    for index, slice_name in [(0, "slice1"), (3, "slice2"), (6, "slice3"), (10, "slice5")]:
-        loaded = getattr(module.net, slice_name).get_submodule(str(index))
-        assert torch.equal(loaded.weight, state[f"features.{index}.weight"])
-        assert torch.equal(loaded.bias, state[f"features.{index}.bias"])
+    for index in (0, 3, 6, 10):
+        assert torch.equal(module.features[index].weight, state[f"features.{index}.weight"])
+        assert torch.equal(module.features[index].bias, state[f"features.{index}.bias"])
     # A features-only state dict works too; one missing tensor is named.
     features = {k.removeprefix("features."): v for k, v in state.items() if "features" in k}
     del features["10.bias"]
     torch.save(features, tmp_path / "partial.pth")
     with pytest.raises(WeightsError, match=r"missing \['10.bias'\]"):
         load_lpips("alex", tmp_path / "partial.pth", allow_stand_in=False)
+
+
+@pytest.mark.parametrize(("net", "torchvision_name"), [("alex", "alexnet"), ("vgg", "vgg16")])
+def test_lpips_equals_the_lpips_package_on_the_same_backbone(tmp_path, net, torchvision_name):
+    """Our LPIPS (no torchvision, no lpips import) against the package's LPIPS v0.1 module with
+    the same torchvision backbone and its calibrated linear layers: same distances."""
+    import lpips
+    import torchvision
+
+    torch.manual_seed(11)
+    state = getattr(torchvision.models, torchvision_name)().state_dict()
+    torch.save(state, tmp_path / "backbone.pth")
+    ours, _ = load_lpips(net, tmp_path / "backbone.pth", allow_stand_in=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained` deprecation
+        package = lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval()
+    features = {k.removeprefix("features."): v for k, v in state.items() if "features" in k}
+    for block in package.net.children():
+        block.load_state_dict({k: features[k] for k in block.state_dict()})
+    generator = torch.Generator().manual_seed(12)
+    a, b = (torch.rand(3, 3, 64, 64, generator=generator) * 2 - 1 for _ in range(2))
+    with torch.no_grad():
+        expected = package(a, b).reshape(3)
+    torch.testing.assert_close(lpips_pairs(ours, a, b), expected, rtol=1e-5, atol=1e-7)
+    assert torch.all(expected > 0)
 
 
 def test_lpips_is_zero_on_identical_images_and_symmetric(alex):

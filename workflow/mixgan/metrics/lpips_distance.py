@@ -1,21 +1,30 @@
-"""LPIPS distances (Zhang et al., 2018) through the ``lpips`` package, offline.
+"""LPIPS distances (Zhang et al., 2018), offline, without importing the ``lpips`` package.
 
-The package ships its linear calibration layers (``weights/v0.1/{alex,vgg}.pth``) but takes the
-AlexNet / VGG-16 backbone from torchvision's pretrained download, impossible without network.
-``load_lpips`` therefore builds the package's module with an untrained backbone
-(``pnet_rand=True``) and then either
+LPIPS v0.1 compares the unit-normalised activations of five layers of an ImageNet backbone
+(AlexNet for diversity, VGG-16 for PPL: Section D of the study) through linear layers
+calibrated on human judgements. ``LPIPS`` here is the package's ``LPIPS(net, version='0.1')``
+in eval mode: its ``ScalingLayer`` constants, ``normalize_tensor`` (ε = 1e-10), the layer
+taps of ``pretrained_networks.alexnet``/``vgg16``, spatial averaging, the sum over layers
+(lpips ``lpips.py``); the linear layers are read from the package's own
+``weights/v0.1/{alex,vgg}.pth``, located without importing it (the package imports
+torchvision, which costs a metric job about 3 s: ``mixgan.nets.imagenet_backbones``). Equal
+to the package's module on the same weights (tests/test_metric_functions.py).
+
+The backbone comes from torchvision's pretrained download in the package, impossible without
+network. ``load_lpips`` therefore either
 
 * loads a torchvision ``state_dict`` of the backbone from a file the user provides (the whole
   model's, keys ``features.N.*``, or its ``features``' alone, keys ``N.*``), checking that every
   backbone tensor is in the file; or
-* keeps the untrained backbone, seeded, as a stand-in when the caller allows it: the record then
-  says ``stand_in: True`` and every value computed with it must carry that label.
+* keeps an untrained backbone (torchvision's initialisation), seeded, as a stand-in when the
+  caller allows it: the record then says ``stand_in: True`` and every value computed with it
+  must carry that label.
 
 The record has the fields of ``mixgan.metrics.weights`` records; ``sha256`` identifies the
 backbone (the file's checksum, or for a stand-in the checksum of its tensors).
 
 Images are float NCHW tensors in [-1, 1] (the generators' range; LPIPS' own convention), at
-least 32² for AlexNet. Diversity uses AlexNet, PPL VGG-16 (Section D of the study).
+least 32² for AlexNet.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import warnings
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,41 +42,93 @@ from torch import Tensor, nn
 
 from mixgan.io import sha256_file
 from mixgan.metrics.weights import WeightsError, weights_sha256
+from mixgan.nets.imagenet_backbones import VGG16_LAYERS, alexnet_features, vgg_features
 
-#: our name -> (lpips package name, torchvision constructor)
-BACKBONES = {"alex": ("alex", "alexnet"), "vgg": ("vgg", "vgg16")}
+#: our name -> (torchvision constructor, backbone ``features``, the indices after which LPIPS
+#: reads an activation (lpips ``pretrained_networks``: relu1 … relu5), their channels)
+BACKBONES: dict[str, tuple[str, Callable[[], nn.Sequential], tuple[int, ...], tuple[int, ...]]] = {
+    "alex": ("alexnet", alexnet_features, (1, 4, 7, 9, 11), (64, 192, 384, 256, 256)),
+    "vgg": (
+        "vgg16",
+        functools.partial(vgg_features, VGG16_LAYERS),
+        (3, 8, 15, 22, 29),
+        (64, 128, 256, 512, 512),
+    ),
+}
+SHIFT = (-0.030, -0.088, -0.188)  # lpips ScalingLayer.shift
+SCALE = (0.458, 0.448, 0.450)  # lpips ScalingLayer.scale
+EPS = 1e-10  # lpips normalize_tensor
 
 
-def _backbone_keys(module: nn.Module) -> dict[str, str]:
-    """torchvision ``features`` key (``'3.weight'``) -> key in the LPIPS backbone."""
-    return {
-        key: f"{slice_name}.{key}"
-        for slice_name, block in module.net.named_children()
-        for key in block.state_dict()
-    }
+def linear_weights_path(net: str) -> Path:
+    """The ``lpips`` package's calibrated linear layers of ``net`` (v0.1), found without
+    importing the package."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("LPIPS needs the `lpips` package (pip install lpips) for its weights")
+    return Path(spec.submodule_search_locations[0]) / "weights" / "v0.1" / f"{net}.pth"
 
 
-def _load_backbone(module: nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+class LPIPS(nn.Module):
+    """LPIPS v0.1 of ``net`` ('alex' or 'vgg'), linear layers from the package's file."""
+
+    def __init__(self, net: str):
+        super().__init__()
+        _, build, self.taps, channels = BACKBONES[net]
+        self.features = build()[: self.taps[-1] + 1]
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in channels)
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
+        state = torch.load(linear_weights_path(net), map_location="cpu", weights_only=True)
+        for index, lin in enumerate(self.lins):  # the package's NetLinLayer: Dropout, Conv2d
+            lin.weight.data.copy_(state[f"lin{index}.model.1.weight"])
+
+    def activations(self, images: Tensor) -> list[Tensor]:
+        """The unit-normalised activations LPIPS compares, one tensor per layer."""
+        x = (images - self.shift) / self.scale
+        out = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self.taps:
+                out.append(x / (x.square().sum(dim=1, keepdim=True).sqrt() + EPS))
+        return out
+
+    def of_activations(self, first: list[Tensor], second: list[Tensor]) -> Tensor:
+        """Per pair: per layer the learned weighting of the squared difference, averaged over
+        positions, summed over layers (N values)."""
+        total = sum(
+            lin((a - b) ** 2).mean(dim=(2, 3))
+            for lin, a, b in zip(self.lins, first, second, strict=True)
+        )
+        return total.reshape(len(first[0]))
+
+    def forward(self, images_a: Tensor, images_b: Tensor) -> Tensor:
+        return self.of_activations(self.activations(images_a), self.activations(images_b))
+
+
+def _load_backbone(module: LPIPS, path: Path) -> None:
+    # Memory-mapped: only the backbone's tensors are read, not the classifier's (most of
+    # AlexNet's 244 MB and VGG-16's 553 MB).
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     features = {
         key.removeprefix("features."): value
         for key, value in state.items()
         if not key.startswith("classifier.")
     }
-    keys = _backbone_keys(module)
-    missing = sorted(set(keys) - set(features), key=lambda k: int(k.split(".")[0]))
-    unexpected = sorted(set(features) - set(keys))
+    keys = set(module.features.state_dict())  # AlexNet's, VGG-16's: all up to the last tap
+    missing = sorted(keys - set(features), key=lambda k: int(k.split(".")[0]))
+    unexpected = sorted(set(features) - keys)
     if missing or unexpected:
         raise WeightsError(
             f"{path} is not a torchvision state_dict of this backbone: missing {missing}, "
             f"unexpected {unexpected}"
         )
-    module.net.load_state_dict({keys[key]: value for key, value in features.items()}, strict=True)
+    module.features.load_state_dict(features, strict=True)
 
 
-def _tensors_sha256(module: nn.Module) -> str:
+def _tensors_sha256(module: LPIPS) -> str:
     digest = hashlib.sha256()
-    for key, value in sorted(module.net.state_dict().items()):
+    for key, value in sorted(module.features.state_dict().items()):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -78,13 +139,11 @@ def load_lpips(
     backbone_weights: str | Path | None,
     allow_stand_in: bool,
     seed: int = 0,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[LPIPS, dict[str, Any]]:
     """The LPIPS module (eval, no gradients, on the CPU) and its provenance record."""
-    import lpips
-
     if net not in BACKBONES:
         raise ValueError(f"net must be one of {sorted(BACKBONES)}, got {net!r}")
-    package_net, torchvision_name = BACKBONES[net]
+    torchvision_name = BACKBONES[net][0]
     path = Path(backbone_weights) if backbone_weights is not None else None
     if path is not None and not path.is_file():
         raise WeightsError(
@@ -100,11 +159,9 @@ def load_lpips(
             "path, or allow an explicitly labelled stand-in"
         )
     # The untrained backbone draws from torch's RNG: seeded here, the caller's RNG untouched.
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained` deprecation
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = lpips.LPIPS(net=package_net, pnet_rand=True, verbose=False)
-    linear = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{package_net}.pth"
+        module = LPIPS(net)
     version = importlib.metadata.version("lpips")
     if path is not None:
         _load_backbone(module, path)
@@ -128,7 +185,7 @@ def load_lpips(
                 "layers; sha256 is that of the backbone's tensors"
             ),
         }
-    record["linear_sha256"] = sha256_file(linear)
+    record["linear_sha256"] = sha256_file(linear_weights_path(net))
     return module.eval().requires_grad_(False), record
 
 
@@ -154,32 +211,22 @@ def mean_over_pairs(
     return total / len(first)
 
 
-def lpips_activations(module: nn.Module, images: Tensor) -> list[Tensor]:
-    """The unit-normalised backbone activations LPIPS compares (its forward's ``feats``), of
-    each image, on the CPU."""
-    import lpips
-
+def lpips_activations(module: LPIPS, images: Tensor) -> list[Tensor]:
+    """The unit-normalised backbone activations LPIPS compares, of each image, on the CPU."""
     device = next(module.parameters()).device
     with torch.no_grad():
-        outs = module.net.forward(module.scaling_layer(images.to(device)))
-        return [lpips.normalize_tensor(out).cpu() for out in outs]
+        return [layer.cpu() for layer in module.activations(images.to(device))]
 
 
-def lpips_of_activations(module: nn.Module, first: list[Tensor], second: list[Tensor]) -> Tensor:
-    """LPIPS of pairs from their activations: per layer the learned weighting of the squared
-    difference, averaged over positions, summed over layers (LPIPS's forward, without the
-    backbone passes)."""
+def lpips_of_activations(module: LPIPS, first: list[Tensor], second: list[Tensor]) -> Tensor:
+    """LPIPS of pairs from their activations (LPIPS's forward without the backbone passes)."""
     device = next(module.parameters()).device
     with torch.no_grad():
-        total = sum(
-            lin((a.to(device) - b.to(device)) ** 2).mean(dim=(2, 3))
-            for lin, a, b in zip(module.lins, first, second, strict=True)
-        )
-    return total.reshape(len(first[0]))
+        return module.of_activations([a.to(device) for a in first], [b.to(device) for b in second])
 
 
 def mean_lpips_over_pairs(
-    module: nn.Module,
+    module: LPIPS,
     images: Tensor,
     first: Sequence[int] | Tensor,
     second: Sequence[int] | Tensor,
@@ -188,15 +235,12 @@ def mean_lpips_over_pairs(
 ) -> float:
     """Mean LPIPS of ``(images[first[k]], images[second[k]])`` over k. When every image's
     activations fit in ``cache_bytes``, each image passes the backbone once (not once per
-    pair it is in); otherwise, or for a module other than LPIPS v0.1 with its linear layers,
-    pairs are scored as :func:`lpips_pairs` does. Same arithmetic either way."""
-    by_pairs = functools.partial(mean_over_pairs, functools.partial(lpips_pairs, module))
-    learned = getattr(module, "lpips", False) and getattr(module, "version", "") == "0.1"
-    if not learned or module.spatial:
-        return by_pairs(images, first, second, batch)
+    pair it is in); otherwise pairs are scored as :func:`lpips_pairs` does. Same arithmetic
+    either way."""
     probe = lpips_activations(module, images[:1])
     if sum(t.numel() * t.element_size() for t in probe) * len(images) > cache_bytes:
-        return by_pairs(images, first, second, batch)
+        by_pairs = functools.partial(lpips_pairs, module)
+        return mean_over_pairs(by_pairs, images, first, second, batch)
     layers = [torch.cat(parts) for parts in zip(*(
         lpips_activations(module, images[start : start + batch])
         for start in range(0, len(images), batch)

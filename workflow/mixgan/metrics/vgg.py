@@ -1,10 +1,10 @@
 """VGG-16 fc2 features for improved precision/recall (Kynkäänniemi et al., 2019).
 
 Images are resized to 224² (bilinear, antialiased), normalised with ImageNet's mean and std and
-run through torchvision's VGG-16 up to the second fully connected layer and its ReLU (4096-d,
-the paper's "fc2 features"). The weights are the provisioned ``vgg16.pth`` state_dict
-(``mixgan.metrics.weights.provision_torchvision``); its record, stand-in flag included, travels
-with the features.
+run through VGG-16 (torchvision's layout, ``mixgan.nets.imagenet_backbones``) up to the second
+fully connected layer and its ReLU (4096-d, the paper's "fc2 features"). The weights are the
+provisioned ``vgg16.pth`` state_dict (``mixgan.metrics.weights.provision_torchvision``); its
+record, stand-in flag included, travels with the features.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch.nn import functional as F
 
 from mixgan.data.imagezip import image_names, read_image_zip
 from mixgan.metrics.inception import pick_device
 from mixgan.metrics.weights import verified_record
+from mixgan.nets.imagenet_backbones import vgg16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,8 +33,10 @@ class VGGFeatures:
         self.record = verified_record(weights_path)
         self.device = pick_device(device)
         self.batch_size = batch_size
-        network = torchvision.models.vgg16(weights=None)
-        network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        with torch.device("meta"):  # the file's tensors replace these, none initialised
+            network = vgg16()
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state, assign=True)
         network.classifier = network.classifier[:5]  # fc1, ReLU, dropout, fc2, ReLU
         self.network = network.to(self.device).eval().requires_grad_(False)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)

@@ -113,19 +113,22 @@ def provision_torchvision(
     is labelled "stand-in features".
     """
     import torch
-    import torchvision
+
+    from mixgan.nets import imagenet_backbones
 
     out_path = Path(out_path)
     if network not in TORCHVISION_MODELS:
         raise WeightsError(f"unknown network {network!r} (known: {sorted(TORCHVISION_MODELS)})")
-    build = getattr(torchvision.models, network)
+    build = getattr(imagenet_backbones, network)  # torchvision's layout and initialisation
     advice = (
         f"set weights.{network} to a file saved on a machine with network by "
         f"torch.save(torchvision.models.{network}(weights='DEFAULT').state_dict(), path), "
         f"or to 'download'"
     )
     if source == "download":
-        state = build(weights="DEFAULT").state_dict()
+        import torchvision
+
+        state = getattr(torchvision.models, network)(weights="DEFAULT").state_dict()
         origin = {"source": f"torchvision {torchvision.__version__} download (ImageNet)"}
     elif source:
         if not Path(source).is_file():
@@ -135,15 +138,16 @@ def provision_torchvision(
     elif allow_stand_in:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            state = build(weights=None).state_dict()
+            state = build().state_dict()
         origin = {
-            "source": f"stand-in: untrained torchvision {network} (seed {seed})",
+            "source": f"stand-in: untrained {network}, torchvision's layout and init (seed {seed})",
             "note": "NOT the ImageNet network: values computed with it are labelled stand-in",
         }
     else:
         raise WeightsError(f"no {network} weights: {advice}, or set weights.allow_standins")
     try:
-        build(weights=None).load_state_dict(state)
+        with torch.device("meta"):  # keys and shapes checked, nothing initialised
+            build().load_state_dict(state, assign=True)
     except RuntimeError as error:
         raise WeightsError(f"weights.{network}: not a {network} state_dict ({error})") from None
     with atomic_path(out_path) as tmp:

@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import fused_fir
-
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 Padding4 = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
 
@@ -71,8 +69,11 @@ def _fir_resample(x: Tensor, f: Tensor, up: int, down: int, pad: Padding4, gain:
     one grouped convolution with the 2-D filter, a transposed one of stride ``up`` where the
     padding allows (no zero-filled intermediate), otherwise a strided one after explicit zero
     insertion and padding."""
-    if _fused_fir["enabled"] and fused_fir.available(x) and not torch.compiler.is_compiling():
-        return fused_fir.upfirdn2d(x, f, up, down, pad, gain)
+    if _fused_fir["enabled"] and not torch.compiler.is_compiling():
+        from . import fused_fir  # imports Triton (0.2 s): only once the fused path is on
+
+        if fused_fir.available(x):
+            return fused_fir.upfirdn2d(x, f, up, down, pad, gain)
     c, k = x.shape[1], f.numel()
     kernel = (torch.outer(f, f) * gain).to(x.dtype)  # the 2-D filter of a true convolution
     if up > 1 and down == 1:

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from mixgan.augment.mixing import partners
+from mixgan.nets.imagenet_backbones import vgg19
 from mixgan.scores import sample_lambdas
 
 LAMBDA_FEAT = 10.0  # options/train_options.py --lambda_feat
@@ -94,8 +94,10 @@ class VGG19Slices(nn.Module):
     @classmethod
     def from_state_dict(cls, path: str | Path) -> VGG19Slices:
         """From a torchvision ``vgg19`` state_dict file (ImageNet weights for the real loss)."""
-        network = torchvision.models.vgg19(weights=None)
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        with torch.device("meta"):  # the file's tensors replace these, none initialised
+            network = vgg19()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state, assign=True)
         return cls(network.features)
 
     def train(self, mode: bool = True) -> VGG19Slices:

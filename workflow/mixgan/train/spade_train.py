@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.models.vgg import cfgs, make_layers
 
+from mixgan.nets.imagenet_backbones import VGG19_LAYERS, vgg_features
 from mixgan.nets.spade import MultiscaleDiscriminator, SPADEGenerator, semantic_input
 from mixgan.train.spade_losses import (
     RelativeContentLoss,
@@ -46,8 +46,8 @@ STAND_IN_VGG_DIVISOR = 16
 def stand_in_vgg(seed: int) -> VGG19Slices:
     """A seeded untrained VGG-19 with 1/16 of the channels (same layer indices)."""
     torch.manual_seed(seed)
-    layers = [v if v == "M" else max(1, int(v) // STAND_IN_VGG_DIVISOR) for v in cfgs["E"]]
-    return VGG19Slices(make_layers(layers))
+    layers = [v if v == "M" else max(1, int(v) // STAND_IN_VGG_DIVISOR) for v in VGG19_LAYERS]
+    return VGG19Slices(vgg_features(layers))
 
 
 def build_generator(options: dict[str, Any], resolution: int) -> SPADEGenerator:
