@@ -1,7 +1,13 @@
-"""``python -m mixgan``: the workflow's command line."""
+"""``python -m mixgan``: the workflow's command line (in the run's fork server when it has one:
+``mixgan.forkserver``)."""
 
 import sys
 
-from mixgan.cli import main
+from mixgan.forkserver import run_in_server
 
-sys.exit(main())
+status = run_in_server(sys.argv[1:])
+if status is None:
+    from mixgan.cli import main
+
+    status = main()
+sys.exit(status)

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
+from mixgan import forkserver  # noqa: E402
 from mixgan.config import load_config_file  # noqa: E402
 from mixgan.study import RunKey, Study  # noqa: E402
 from mixgan.errors import ConfigError  # noqa: E402
@@ -48,6 +49,7 @@ def load_study():
 
 
 STUDY = load_study()
+FORK_SERVER = []  # (process, socket path) while a local run's fork server is up
 R = str(STUDY.root)
 WEIGHTS = STUDY.config["weights"]["dir"]
 INCEPTION = f"{WEIGHTS}/inception-2015-12-05.pt"
@@ -91,6 +93,24 @@ onstart:
         print(f"  pending (shown as '—' in the tables): {line}", file=sys.stderr)
     for line in STUDY.notes():
         print(f"  note: {line}", file=sys.stderr)
+    if STUDY.config["fork_server"]:  # jobs inherit the socket's path (mixgan.forkserver)
+        FORK_SERVER.extend(forkserver.start())
+        os.environ[forkserver.ENV_VAR] = FORK_SERVER[1]
+
+
+def stop_fork_server():
+    if FORK_SERVER:
+        forkserver.stop(*FORK_SERVER)
+        os.environ.pop(forkserver.ENV_VAR, None)
+        FORK_SERVER.clear()
+
+
+onsuccess:
+    stop_fork_server()
+
+
+onerror:
+    stop_fork_server()
 
 
 # -- paths ------------------------------------------------------------------------------------

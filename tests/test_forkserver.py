@@ -1,0 +1,123 @@
+"""The local fork server (mixgan.forkserver): a job run through it behaves as the same command
+run by a fresh interpreter (exit status, output into the job's redirections, working directory,
+environment), falls back to running itself without a server, and stops when cancelled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mixgan import forkserver
+
+from .test_vote import write_tasks
+
+BAD_CONFIG = "datasets: {shapes: {}}\nnot_a_key: 1\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[subprocess.Popen, str]]:
+    process, path = forkserver.start()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path):
+        assert process.poll() is None, "the fork server exited"
+        assert time.monotonic() < deadline, "the fork server did not listen"
+        time.sleep(0.1)
+    yield process, path
+    forkserver.stop(process, path)
+    assert process.returncode is not None and not Path(path).parent.exists()
+
+
+def mixgan(argv: list[str], cwd: Path, out: Path, env: dict[str, str]) -> int:
+    """``python -m mixgan <argv>`` with stdout and stderr into ``out``, as a rule runs it."""
+    with open(out, "w") as log:
+        command = [sys.executable, "-m", "mixgan", *argv]
+        return subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=log).returncode
+
+
+def test_a_job_in_the_server_matches_a_fresh_interpreter(server, tmp_path: Path) -> None:
+    """Same exit status and output; the config path is resolved in the job's directory."""
+    _, path = server
+    (tmp_path / "bad.yaml").write_text(BAD_CONFIG)
+    argv = ["validate", "--configfile", "bad.yaml", "--no-check-paths"]
+    env = {k: v for k, v in os.environ.items() if k != forkserver.ENV_VAR}
+    fresh = mixgan(argv, tmp_path, tmp_path / "fresh.log", env)
+    served = mixgan(argv, tmp_path, tmp_path / "served.log", {**env, forkserver.ENV_VAR: path})
+    assert fresh == served == 2
+    strip = lambda log: [line.split(" ", 2)[-1] for line in log.read_text().splitlines()]  # noqa: E731
+    assert strip(tmp_path / "served.log") == strip(tmp_path / "fresh.log")
+    assert "datasets.shapes: 'path' is a required property" in (tmp_path / "served.log").read_text()
+
+
+def test_the_server_runs_the_job_with_its_environment(server, tmp_path, monkeypatch) -> None:
+    """Called in this process: a status comes back (None would mean 'run it yourself'), and
+    the worker saw this process's environment, not the server's."""
+    _, path = server
+    (tmp_path / "bad.yaml").write_text(BAD_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(forkserver.ENV_VAR, path)
+    argv = ["validate", "--configfile", "bad.yaml", "--no-check-paths"]
+    assert forkserver.run_in_server(argv) == 2
+    monkeypatch.setenv("PYTHONPATH", "/nonexistent")  # ignored by a forked worker
+    assert forkserver.run_in_server(argv) == 2
+    monkeypatch.setenv(forkserver.ENV_VAR, str(tmp_path / "no-server"))
+    assert forkserver.run_in_server(argv) is None
+    monkeypatch.delenv(forkserver.ENV_VAR)
+    assert forkserver.run_in_server(argv) is None
+
+
+def start_vote(tmp_path: Path, path: str, name: str) -> tuple[subprocess.Popen, Path]:
+    """``mixgan vote`` (runs until stopped) through the server; returns once it answers."""
+    port, log_path = free_port(), tmp_path / f"{name}.log"
+    argv = [sys.executable, "-m", "mixgan", "vote", "--tasks", str(write_tasks(tmp_path, 2))]
+    argv += ["--db", str(tmp_path / f"{name}.sqlite"), "--port", str(port)]
+    with open(log_path, "w") as log:
+        client = subprocess.Popen(
+            argv, env={**os.environ, forkserver.ENV_VAR: path}, stdout=log, stderr=log
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                assert json.load(answer)["ok"]
+                return client, log_path
+        except OSError:
+            assert client.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+
+
+def test_a_cancelled_job_stops_its_worker(server, tmp_path: Path) -> None:
+    """SIGTERM to the job (Snakemake cancelling it) reaches the worker: the vote server there
+    shuts down cleanly (status 0); a job killed outright takes its worker with it."""
+    process, path = server
+    client, log = start_vote(tmp_path, path, "term")
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 1 and workers[0].pid != client.pid  # served by a forked worker
+    client.send_signal(signal.SIGTERM)
+    assert client.wait(timeout=30) == 0
+    assert "stopped" in log.read_text()
+    psutil.wait_procs(workers, timeout=10)
+    assert not psutil.Process(process.pid).children()
+
+    client, log = start_vote(tmp_path, path, "kill")
+    workers = psutil.Process(process.pid).children()
+    client.kill()
+    client.wait(timeout=10)
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert len(gone) == 1 and not alive
