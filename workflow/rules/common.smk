@@ -96,6 +96,7 @@ onstart:
     if STUDY.config["fork_server"]:  # jobs inherit the socket's path (mixgan.forkserver)
         FORK_SERVER.extend(forkserver.start())
         os.environ[forkserver.ENV_VAR] = FORK_SERVER[1]
+        print(f"fork server: {FORK_SERVER[1]}", file=sys.stderr)
 
 
 def stop_fork_server():
