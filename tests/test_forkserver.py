@@ -23,6 +23,10 @@ from mixgan import forkserver
 from .test_vote import write_tasks
 
 BAD_CONFIG = "datasets: {shapes: {}}\nnot_a_key: 1\n"
+# Jobs call the venv's `python`, Snakemake may run as its `python3.11`: one interpreter. The
+# server starts as sys.executable; the jobs here use another link to it where the venv has one.
+_LINK = Path(sys.prefix) / "bin" / "python3"
+PYTHON = str(_LINK) if _LINK.exists() and str(_LINK) != sys.executable else sys.executable
 
 
 def free_port() -> int:
@@ -47,7 +51,7 @@ def server() -> Iterator[tuple[subprocess.Popen, str]]:
 def mixgan(argv: list[str], cwd: Path, out: Path, env: dict[str, str]) -> int:
     """``python -m mixgan <argv>`` with stdout and stderr into ``out``, as a rule runs it."""
     with open(out, "w") as log:
-        command = [sys.executable, "-m", "mixgan", *argv]
+        command = [PYTHON, "-m", "mixgan", *argv]
         return subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=log).returncode
 
 
@@ -76,6 +80,11 @@ def test_the_server_runs_the_job_with_its_environment(server, tmp_path, monkeypa
     assert forkserver.run_in_server(argv) == 2
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")  # ignored by a forked worker
     assert forkserver.run_in_server(argv) == 2
+    other = {**forkserver._identity(), "prefix": "/another/venv"}
+    monkeypatch.setattr(forkserver, "_identity", lambda: other)
+    assert forkserver.run_in_server(argv) is None  # refused: another environment's client
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(forkserver.ENV_VAR, str(tmp_path / "no-server"))
     assert forkserver.run_in_server(argv) is None
     monkeypatch.delenv(forkserver.ENV_VAR)
@@ -85,7 +94,7 @@ def test_the_server_runs_the_job_with_its_environment(server, tmp_path, monkeypa
 def start_vote(tmp_path: Path, path: str, name: str) -> tuple[subprocess.Popen, Path]:
     """``mixgan vote`` (runs until stopped) through the server; returns once it answers."""
     port, log_path = free_port(), tmp_path / f"{name}.log"
-    argv = [sys.executable, "-m", "mixgan", "vote", "--tasks", str(write_tasks(tmp_path, 2))]
+    argv = [PYTHON, "-m", "mixgan", "vote", "--tasks", str(write_tasks(tmp_path, 2))]
     argv += ["--db", str(tmp_path / f"{name}.sqlite"), "--port", str(port)]
     with open(log_path, "w") as log:
         client = subprocess.Popen(

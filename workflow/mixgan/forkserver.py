@@ -55,8 +55,13 @@ _MAX_REQUEST = 16 * 2**20
 
 
 def _identity() -> dict[str, str]:
-    """What a client and its server must share: the interpreter and this package's files."""
-    return {"executable": sys.executable, "package": str(Path(__file__).resolve().parent)}
+    """What a client and its server must share: the interpreter and environment (``python``
+    and ``python3.11`` of one venv are the same), and this package's files."""
+    return {
+        "executable": os.path.realpath(sys.executable),
+        "prefix": sys.prefix,
+        "package": str(Path(__file__).resolve().parent),
+    }
 
 
 # -- client ---------------------------------------------------------------------------------
