@@ -120,6 +120,7 @@ def test_cancelled_requeued_and_timed_out_trainings_resume_from_their_checkpoint
         workflow.kill()
     output = log_path.read_text()
     assert workflow.returncode == 0, output[-5000:]
+    assert "fork server:" not in output  # the config asks for one: local runs only
     assert set(done) == {run for run, fault in FAULTS.items() if fault != "walltime"}
 
     states = {(job_id, state) for job_id, _, state in slurm_jobs()}

@@ -93,7 +93,9 @@ onstart:
         print(f"  pending (shown as '—' in the tables): {line}", file=sys.stderr)
     for line in STUDY.notes():
         print(f"  note: {line}", file=sys.stderr)
-    if STUDY.config["fork_server"]:  # jobs inherit the socket's path (mixgan.forkserver)
+    # Local execution only: a cluster's jobs run on their nodes, under their own limits.
+    if STUDY.config["fork_server"] and workflow.local_exec and not workflow.remote_exec:
+        # jobs inherit the socket's path (mixgan.forkserver)
         FORK_SERVER.extend(forkserver.start())
         os.environ[forkserver.ENV_VAR] = FORK_SERVER[1]
         print(f"fork server: {FORK_SERVER[1]}", file=sys.stderr)

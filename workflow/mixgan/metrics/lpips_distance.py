@@ -226,7 +226,7 @@ def lpips_of_activations(module: LPIPS, first: list[Tensor], second: list[Tensor
 
 
 def mean_lpips_over_pairs(
-    module: LPIPS,
+    module: nn.Module,
     images: Tensor,
     first: Sequence[int] | Tensor,
     second: Sequence[int] | Tensor,
@@ -235,12 +235,14 @@ def mean_lpips_over_pairs(
 ) -> float:
     """Mean LPIPS of ``(images[first[k]], images[second[k]])`` over k. When every image's
     activations fit in ``cache_bytes``, each image passes the backbone once (not once per
-    pair it is in); otherwise pairs are scored as :func:`lpips_pairs` does. Same arithmetic
-    either way."""
+    pair it is in); otherwise, or for another distance module, pairs are scored as
+    :func:`lpips_pairs` does. Same arithmetic either way."""
+    by_pairs = functools.partial(mean_over_pairs, functools.partial(lpips_pairs, module))
+    if not isinstance(module, LPIPS):
+        return by_pairs(images, first, second, batch)
     probe = lpips_activations(module, images[:1])
     if sum(t.numel() * t.element_size() for t in probe) * len(images) > cache_bytes:
-        by_pairs = functools.partial(lpips_pairs, module)
-        return mean_over_pairs(by_pairs, images, first, second, batch)
+        return by_pairs(images, first, second, batch)
     layers = [torch.cat(parts) for parts in zip(*(
         lpips_activations(module, images[start : start + batch])
         for start in range(0, len(images), batch)
