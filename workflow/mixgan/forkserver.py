@@ -132,7 +132,7 @@ def _become_job(request: dict, fds: list[int]) -> None:
     """Turn this freshly forked worker into the job's process."""
     import numpy as np
 
-    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as Python's
     os.chdir(request["cwd"])

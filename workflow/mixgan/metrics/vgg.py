@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from mixgan.data.imagezip import image_names, read_image_zip
 from mixgan.metrics.inception import pick_device
 from mixgan.metrics.weights import verified_record
-from mixgan.nets.imagenet_backbones import vgg16
+from mixgan.nets.imagenet_backbones import from_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,10 +33,8 @@ class VGGFeatures:
         self.record = verified_record(weights_path)
         self.device = pick_device(device)
         self.batch_size = batch_size
-        with torch.device("meta"):  # the file's tensors replace these, none initialised
-            network = vgg16()
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state, assign=True)
+        network = from_state_dict("vgg16", state)
         network.classifier = network.classifier[:5]  # fc1, ReLU, dropout, fc2, ReLU
         self.network = network.to(self.device).eval().requires_grad_(False)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)

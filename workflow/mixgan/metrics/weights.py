@@ -119,7 +119,6 @@ def provision_torchvision(
     out_path = Path(out_path)
     if network not in TORCHVISION_MODELS:
         raise WeightsError(f"unknown network {network!r} (known: {sorted(TORCHVISION_MODELS)})")
-    build = getattr(imagenet_backbones, network)  # torchvision's layout and initialisation
     advice = (
         f"set weights.{network} to a file saved on a machine with network by "
         f"torch.save(torchvision.models.{network}(weights='DEFAULT').state_dict(), path), "
@@ -138,7 +137,8 @@ def provision_torchvision(
     elif allow_stand_in:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            state = build().state_dict()
+            # torchvision's layout and initialisation
+            state = getattr(imagenet_backbones, network)().state_dict()
         origin = {
             "source": f"stand-in: untrained {network}, torchvision's layout and init (seed {seed})",
             "note": "NOT the ImageNet network: values computed with it are labelled stand-in",
@@ -146,8 +146,7 @@ def provision_torchvision(
     else:
         raise WeightsError(f"no {network} weights: {advice}, or set weights.allow_standins")
     try:
-        with torch.device("meta"):  # keys and shapes checked, nothing initialised
-            build().load_state_dict(state, assign=True)
+        imagenet_backbones.from_state_dict(network, state)  # keys and shapes checked
     except RuntimeError as error:
         raise WeightsError(f"weights.{network}: not a {network} state_dict ({error})") from None
     with atomic_path(out_path) as tmp:

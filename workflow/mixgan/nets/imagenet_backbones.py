@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 VGG16_LAYERS: tuple[int | str, ...] = (
@@ -119,3 +120,13 @@ def vgg16() -> ImageNetClassifier:
 def vgg19() -> ImageNetClassifier:
     """torchvision's ``vgg19(weights=None)`` layout (143,667,240 parameters)."""
     return _vgg(VGG19_LAYERS)
+
+
+def from_state_dict(name: str, state: dict[str, Tensor]) -> ImageNetClassifier:
+    """``name`` ('alexnet', 'vgg16', 'vgg19') holding the tensors of a torchvision state_dict,
+    every key required: built on the meta device, so nothing is initialised only to be
+    overwritten (a RuntimeError names missing, unexpected or mis-shaped keys)."""
+    with torch.device("meta"):
+        network = {"alexnet": alexnet, "vgg16": vgg16, "vgg19": vgg19}[name]()
+    network.load_state_dict(state, assign=True)
+    return network

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from mixgan.augment.mixing import partners
-from mixgan.nets.imagenet_backbones import vgg19
+from mixgan.nets.imagenet_backbones import from_state_dict
 from mixgan.scores import sample_lambdas
 
 LAMBDA_FEAT = 10.0  # options/train_options.py --lambda_feat
@@ -94,11 +94,8 @@ class VGG19Slices(nn.Module):
     @classmethod
     def from_state_dict(cls, path: str | Path) -> VGG19Slices:
         """From a torchvision ``vgg19`` state_dict file (ImageNet weights for the real loss)."""
-        with torch.device("meta"):  # the file's tensors replace these, none initialised
-            network = vgg19()
         state = torch.load(path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state, assign=True)
-        return cls(network.features)
+        return cls(from_state_dict("vgg19", state).features)
 
     def train(self, mode: bool = True) -> VGG19Slices:
         """Always eval: the loss network never changes mode (it has no dropout/BN anyway)."""
