@@ -27,6 +27,7 @@ BAD_CONFIG = "datasets: {shapes: {}}\nnot_a_key: 1\n"
 # server starts as sys.executable; the jobs here use another link to it where the venv has one.
 _LINK = Path(sys.prefix) / "bin" / "python3"
 PYTHON = str(_LINK) if _LINK.exists() and str(_LINK) != sys.executable else sys.executable
+ONE_THREAD = dict.fromkeys(forkserver.THREAD_VARS, "1")  # what Snakemake sets for threads: 1
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ def test_a_job_in_the_server_matches_a_fresh_interpreter(server, tmp_path: Path)
     _, path = server
     (tmp_path / "bad.yaml").write_text(BAD_CONFIG)
     argv = ["validate", "--configfile", "bad.yaml", "--no-check-paths"]
-    env = {k: v for k, v in os.environ.items() if k != forkserver.ENV_VAR}
+    env = {**{k: v for k, v in os.environ.items() if k != forkserver.ENV_VAR}, **ONE_THREAD}
     fresh = mixgan(argv, tmp_path, tmp_path / "fresh.log", env)
     served = mixgan(argv, tmp_path, tmp_path / "served.log", {**env, forkserver.ENV_VAR: path})
     assert fresh == served == 2
@@ -76,6 +77,8 @@ def test_the_server_runs_the_job_with_its_environment(server, tmp_path, monkeypa
     (tmp_path / "bad.yaml").write_text(BAD_CONFIG)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(forkserver.ENV_VAR, path)
+    for name, value in ONE_THREAD.items():
+        monkeypatch.setenv(name, value)
     argv = ["validate", "--configfile", "bad.yaml", "--no-check-paths"]
     assert forkserver.run_in_server(argv) == 2
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")  # ignored by a forked worker
@@ -91,6 +94,19 @@ def test_the_server_runs_the_job_with_its_environment(server, tmp_path, monkeypa
     assert forkserver.run_in_server(argv) is None
 
 
+def test_the_server_is_single_threaded_and_serves_one_thread_jobs(server, monkeypatch) -> None:
+    """NumPy's and SciPy's BLAS size their thread pools once, when loaded (two more threads on
+    a 2-core machine without the variables): the server loads them with one thread, as a fresh
+    job of ``threads: 1`` does, and a job asking for two threads runs itself."""
+    process, path = server
+    assert psutil.Process(process.pid).num_threads() == 1
+    monkeypatch.setenv(forkserver.ENV_VAR, path)
+    for name, value in ONE_THREAD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert forkserver.run_in_server(["validate", "--help"]) is None
+
+
 def start_vote(tmp_path: Path, path: str, name: str) -> tuple[subprocess.Popen, Path]:
     """``mixgan vote`` (runs until stopped) through the server; returns once it answers."""
     port, log_path = free_port(), tmp_path / f"{name}.log"
@@ -98,7 +114,7 @@ def start_vote(tmp_path: Path, path: str, name: str) -> tuple[subprocess.Popen, 
     argv += ["--db", str(tmp_path / f"{name}.sqlite"), "--port", str(port)]
     with open(log_path, "w") as log:
         client = subprocess.Popen(
-            argv, env={**os.environ, forkserver.ENV_VAR: path}, stdout=log, stderr=log
+            argv, env={**os.environ, **ONE_THREAD, forkserver.ENV_VAR: path}, stdout=log, stderr=log
         )
     deadline = time.monotonic() + 60
     while True:

@@ -12,15 +12,18 @@ numpy, scipy, pandas and the package once, then forks a worker per job:
 * the worker takes them over and runs ``mixgan.cli.main`` as a fresh process would (environment
   replaced, NumPy's global RNG re-seeded from the OS as at an interpreter's start, Python's
   ``random`` re-seeded by CPython itself, torch's default generator untouched since the server
-  draws nothing, signal dispositions reset, torch's thread count from ``OMP_NUM_THREADS`` if the
-  job sets it), and sends back the exit status, which the client exits with;
+  draws nothing, signal dispositions reset), and sends back the exit status, which the client
+  exits with;
 * a signal to the client (Snakemake cancelling the job) is forwarded to the worker, and a worker
   whose client vanished is terminated.
 
 The client runs the command itself when no server is configured, reachable, or matching (same
-interpreter and package). Forking after importing torch, without running any op, is what
-PyTorch's DataLoader workers do on Linux. The server stops with the run (``onsuccess`` /
-``onerror``) or when Snakemake dies. Jobs started this way have their wall time in the
+interpreter and package, and one thread: ``THREAD_VARS`` = 1, which Snakemake sets for a rule of
+``threads: 1``; NumPy's and SciPy's BLAS and torch read them once, when loaded, so the server
+loads them single-threaded and a job asking for more threads starts its own interpreter).
+Forking after importing torch, without running any op, is what PyTorch's DataLoader workers do
+on Linux. The server stops with the run (``onsuccess`` / ``onerror``) or when Snakemake dies.
+Jobs started this way have their wall time in the
 benchmark files; their CPU time and memory are the worker's, not the (tiny) client's that
 Snakemake's benchmark sees. Off by default: on a cluster every job runs on its own node.
 """
@@ -50,17 +53,27 @@ PRELOAD = (
     "mixgan.train.loop",
     "mixgan.metrics.inception",
 )
+# Thread counts that libraries read once, at load (Snakemake sets all of them for each job)
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 _STATUS = struct.Struct("!i")
 _MAX_REQUEST = 16 * 2**20
 
 
 def _identity() -> dict[str, str]:
     """What a client and its server must share: the interpreter and environment (``python``
-    and ``python3.11`` of one venv are the same), and this package's files."""
+    and ``python3.11`` of one venv are the same), this package's files and the thread counts."""
     return {
         "executable": os.path.realpath(sys.executable),
         "prefix": sys.prefix,
         "package": str(Path(__file__).resolve().parent),
+        "threads": " ".join(f"{name}={os.environ.get(name, '')}" for name in THREAD_VARS),
     }
 
 
@@ -143,11 +156,6 @@ def _become_job(request: dict, fds: list[int]) -> None:
         os.close(fd)
     sys.argv = ["mixgan", *request["argv"]]
     np.random.seed()  # noqa: NPY002  (the legacy global RNG, seeded from the OS as at start)
-    threads = request["env"].get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:
-        import torch
-
-        torch.set_num_threads(int(threads))
 
 
 def _worker(connection: socket.socket) -> None:
@@ -215,7 +223,8 @@ def start() -> tuple[subprocess.Popen, str]:
     ``MIXGAN_FORK_SERVER``). Jobs that start before it listens run on their own."""
     path = str(Path(tempfile.mkdtemp(prefix="mixgan-fork-")) / "socket")
     command = [sys.executable, "-m", "mixgan.forkserver", path, str(os.getpid())]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL), path
+    environment = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, env=environment), path
 
 
 def stop(process: subprocess.Popen, path: str, timeout: float = 10.0) -> None:
