@@ -19,7 +19,9 @@ training subset itself: the distance of every image to its nearest training imag
 [0, 1] and Inception pool features; over all pairs and over those with 0.2 < lambda < 0.8,
 where mixup is far from both images), and FID and KID against the reference (real TF-FID
 Inception weights). A figure shows a few pairs along the way: x1, x2, x', after the Adam steps,
-after each denoising. Writes ``<out>.json`` and ``<out>.png``.
+after each denoising. For each score, where it points at the mid-lambda mixtures: the cosine
+with the direction to the nearest training image and to the nearest image of the folder.
+Writes ``<out>.json`` and ``<out>.png``.
 
 ``--blend W1,W2,...`` also runs ScoreMix with (1 - w) x the exact score of the subset + w x the
 network of the last budget, for each w: scores between the memorising oracle and the network.
@@ -196,6 +198,32 @@ def score_quality(net, images: torch.Tensor, ts=(0.0, 0.25, 0.5, 1.0)) -> dict[s
     return out
 
 
+@torch.no_grad()
+def pull_toward_data(
+    net, mixtures: torch.Tensor, targets: dict[str, torch.Tensor], ts=(0.0, 0.25, 0.5)
+) -> dict[str, dict[str, float]]:
+    """Where the score at the mixtures points, per level t: the mean cosine between S(x', σ(t))
+    and the direction from x' to its nearest image of each ``targets`` set (1: straight at it,
+    0: no information about where those images lie). The exact score at σ_N scores 1 against
+    the training images; a score that generalises may point at other images of the data."""
+    flat = mixtures.flatten(1)
+    directions = {}
+    for name, images in targets.items():
+        reference = images.flatten(1).to(flat.dtype)
+        nearest = torch.cdist(flat, reference).argmin(dim=1)
+        directions[name] = reference[nearest] - flat
+    out: dict[str, dict[str, float]] = {name: {} for name in targets}
+    for t in ts:
+        index = level_at(t, len(net.sigmas))
+        score = torch.cat(
+            [net(batch, torch.full((len(batch),), index)) for batch in mixtures.split(50)]
+        )
+        for name, direction in directions.items():
+            cosine = torch.nn.functional.cosine_similarity(score.flatten(1), direction, dim=1)
+            out[name][f"t{t:g}"] = float(cosine.mean())
+    return out
+
+
 def denoised(x: torch.Tensor, net, denoise: dict[str, Any], seeds: torch.Tensor) -> torch.Tensor:
     """A final denoising of ScoreMix (``mixgan.scores.scoremix``) applied to Adam's result."""
     if denoise["mode"] == "tweedie":
@@ -310,6 +338,7 @@ def main() -> int:
         chosen = {image["name"] for image in subset["images"]}
         others = [n for n in names if n not in chosen][: max(len(train), 100)]
         held = torch.from_numpy(read_image_zip(prepared_zip, others)).permute(0, 3, 1, 2) / 255
+        whole = torch.from_numpy(full).permute(0, 3, 1, 2) / 255
 
         weights = REPO / "resources" / "weights" / INCEPTION_FILE
         if not weights.exists():
@@ -351,6 +380,10 @@ def main() -> int:
                 log.info("score quality %s", quality)
                 networks.append({**summary, "wall_seconds_this_call": time.perf_counter() - tic,
                                  "score_quality": quality})  # fmt: skip
+            networks[-1]["pull_at_mid_mixtures"] = pull_toward_data(
+                net, mixed[torch.from_numpy(mid)], {"training images": x, "whole folder": whole}
+            )
+            log.info("pull toward the data %s", networks[-1]["pull_at_mid_mixtures"])
             # (what differs from Algorithm 1 with this score, the score, the objective's start t)
             scores: list[tuple[dict[str, float], Any, float]] = [({}, net, 0.0)]
             if blends and budget == budgets[-1]:
