@@ -23,9 +23,9 @@ interpreter and package, and one thread: ``THREAD_VARS`` = 1, which Snakemake se
 loads them single-threaded and a job asking for more threads starts its own interpreter).
 Forking after importing torch, without running any op, is what PyTorch's DataLoader workers do
 on Linux. The server stops with the run (``onsuccess`` / ``onerror``) or when Snakemake dies.
-Jobs started this way have their wall time in the
-benchmark files; their CPU time and memory are the worker's, not the (tiny) client's that
-Snakemake's benchmark sees. Off by default: on a cluster every job runs on its own node.
+Jobs started this way have their wall time in the benchmark files; their CPU time and memory
+are the worker's, not the (tiny) client's that Snakemake's benchmark sees. Off by default: on a
+cluster every job runs on its own node.
 """
 
 from __future__ import annotations
